@@ -1,0 +1,205 @@
+"""One settings object for the whole server: our flags on top of kserve's, each also read from the environment.
+
+Every flag ``--some_flag`` can be given as ``PREDICTOR_SOME_FLAG`` instead (the command line wins). Everything
+is validated here, before any weights load, so a bad combination fails in milliseconds with a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from predictor.errors import ConfigError
+
+ENV_PREFIX = "PREDICTOR_"
+DEFAULT_MODEL_ID = "deepseek-ai/DeepSeek-OCR"
+DEFAULT_MODEL_NAME = "deepseek-ocr"
+
+
+def _bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated server settings. Field names equal flag names."""
+
+    model_name: str = DEFAULT_MODEL_NAME
+    served_model_names: list[str] = field(default_factory=list)
+    model_id: str | None = None
+    model_dir: str | None = None
+    revision: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    attn_implementation: str = "auto"
+    experts_implementation: str = "auto"
+    max_new_tokens: int = 8192
+    default_max_tokens: int = 4096
+    max_batch_size: int = 8
+    max_batch_tokens: int = 131072
+    max_queue: int = 64
+    request_timeout: float = 600.0
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    max_instances: int = 16
+    max_images_per_request: int = 8
+    max_pdf_pages: int = 32
+    allow_remote_images: bool = False
+    remote_image_hosts: list[str] = field(default_factory=list)
+    remote_image_max_bytes: int = 16 * 1024 * 1024
+    remote_image_timeout: float = 10.0
+    ngram_size: int = 30
+    ngram_window: int = 90
+    default_mode: str | None = None
+    http_port: int = 8080
+    grpc_port: int = 8081
+    enable_grpc: bool = True
+    workers: int = 1
+
+    @property
+    def model_source(self) -> str:
+        """The local directory if given, else the hub id (the default model when neither is set)."""
+        return self.model_dir or self.model_id or DEFAULT_MODEL_ID
+
+    @property
+    def all_model_names(self) -> list[str]:
+        return [self.model_name, *[n for n in self.served_model_names if n != self.model_name]]
+
+
+_CHOICES = {
+    "device": ("auto", "cpu", "cuda"),
+    "dtype": ("auto", "bfloat16", "float16", "float32"),
+    "attn_implementation": ("auto", "sdpa", "eager"),
+    "experts_implementation": ("auto", "grouped_mm", "batched_mm", "eager"),
+}
+_HELP = {
+    "model_name": "name in KServe and OpenAI routes",
+    "served_model_names": "comma-separated aliases accepted as `model` (OpenAI) and in KServe URLs",
+    "model_id": f"HuggingFace repo id to download (default {DEFAULT_MODEL_ID} when --model_dir is not given)",
+    "model_dir": "local checkpoint directory, e.g. /mnt/models from KServe's storage initializer",
+    "revision": "hub revision (branch, tag or commit) for --model_id",
+    "device": "auto picks cuda when available",
+    "dtype": "auto = bfloat16 on CUDA, float32 on CPU",
+    "max_new_tokens": "hard cap on generated tokens per request",
+    "default_max_tokens": "generated tokens when a request does not say",
+    "max_batch_size": "rows decoded together in one step",
+    "max_batch_tokens": "bound on prompt + max new tokens of all running rows (KV-cache budget)",
+    "max_queue": "requests waiting beyond the running batch; more get 429",
+    "request_timeout": "seconds a request may take end to end",
+    "max_body_bytes": "largest request body",
+    "max_image_pixels": "largest decoded image (width x height)",
+    "max_instances": "most images in one KServe v1/v2 request",
+    "max_images_per_request": "most images in one OpenAI chat request",
+    "max_pdf_pages": "most pages rendered from one PDF",
+    "allow_remote_images": "allow http(s) image URLs (public addresses of --remote_image_hosts only)",
+    "remote_image_hosts": "comma-separated host names remote images may come from",
+    "ngram_size": "repetition guard n-gram size (0 disables)",
+    "ngram_window": "repetition guard window over generated tokens",
+    "default_mode": "resolution mode when a request does not say (family default when unset)",
+}
+
+
+def build_parser(parents: list[argparse.ArgumentParser] | None = None) -> argparse.ArgumentParser:
+    """Our flags; pass ``[kserve.model_server.parser]`` as parents to add kserve's own."""
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor", parents=parents or [], conflict_handler="resolve",
+        description="KServe predictor for DeepSeek-OCR. Every --flag can also be set as PREDICTOR_FLAG.",
+    )
+    defaults = Settings()
+    for f in fields(Settings):
+        if f.name in ("http_port", "grpc_port", "enable_grpc", "workers") and parents:
+            continue  # kserve's parser owns these
+        kwargs: dict[str, Any] = {"help": _HELP.get(f.name), "default": None}
+        value = getattr(defaults, f.name)
+        if f.name in _CHOICES:
+            kwargs["choices"] = _CHOICES[f.name]
+        if isinstance(value, bool):
+            kwargs["type"] = _bool
+        elif isinstance(value, int):
+            kwargs["type"] = int
+        elif isinstance(value, float):
+            kwargs["type"] = float
+        elif isinstance(value, list):
+            kwargs["type"] = _csv
+        parser.add_argument(f"--{f.name}", **kwargs)
+    return parser
+
+
+def _from_env(name: str, converter: Any) -> Any:
+    raw = os.environ.get(ENV_PREFIX + name.upper())
+    if raw is None:
+        return None
+    try:
+        return converter(raw) if converter else raw
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from exc
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Merge command line, environment and defaults, then validate."""
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        value = getattr(args, f.name, None)
+        default = getattr(defaults, f.name)
+        if value is None or (f.name in ("http_port", "grpc_port", "workers", "enable_grpc")
+                             and value == default):
+            converter = {bool: _bool, int: int, float: float, list: _csv}.get(type(default))
+            env_value = _from_env(f.name, converter)
+            value = env_value if env_value is not None else (value if value is not None else default)
+        if f.name in _CHOICES and value not in _CHOICES[f.name]:
+            raise ConfigError(f"--{f.name} must be one of {', '.join(_CHOICES[f.name])}, got {value!r}")
+        values[f.name] = value
+    settings = Settings(**values)
+    validate(settings, explicit_model_id=values["model_id"] is not None)
+    return settings
+
+
+def validate(s: Settings, explicit_model_id: bool = True) -> None:
+    if s.model_dir and explicit_model_id and s.model_id:
+        raise ConfigError("give either --model_id or --model_dir, not both")
+    if s.model_dir and not os.path.isfile(os.path.join(s.model_dir, "config.json")):
+        raise ConfigError(f"--model_dir {s.model_dir!r} has no config.json (is it a checkpoint directory?)")
+    positive = ("max_new_tokens", "default_max_tokens", "max_batch_size", "max_batch_tokens", "max_body_bytes",
+                "max_image_pixels", "max_instances", "max_images_per_request", "max_pdf_pages",
+                "remote_image_max_bytes")
+    for name in positive:
+        if getattr(s, name) < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {getattr(s, name)}")
+    if s.max_queue < 0:
+        raise ConfigError(f"--max_queue must be 0 or more, got {s.max_queue}")
+    if s.default_max_tokens > s.max_new_tokens:
+        raise ConfigError(f"--default_max_tokens ({s.default_max_tokens}) exceeds --max_new_tokens "
+                          f"({s.max_new_tokens})")
+    if s.request_timeout <= 0 or s.remote_image_timeout <= 0:
+        raise ConfigError("--request_timeout and --remote_image_timeout must be positive")
+    if s.remote_image_hosts and not s.allow_remote_images:
+        raise ConfigError("--remote_image_hosts needs --allow_remote_images=true")
+    if s.allow_remote_images and not s.remote_image_hosts:
+        raise ConfigError("--allow_remote_images=true needs --remote_image_hosts (an allow-list of host names)")
+    if not (0 <= s.ngram_size <= 200) or (s.ngram_size and s.ngram_window < s.ngram_size):
+        raise ConfigError("--ngram_size must be 0..200 and --ngram_window at least --ngram_size")
+    if s.workers != 1:
+        # kserve's multi-process mode pickles the model into each worker and drops our extra routes
+        # (reference/kserve.md §0.4): scale with replicas instead.
+        raise ConfigError("--workers must be 1; scale with replicas (or --max_batch_size) instead")
+    if s.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was requested but no CUDA device is visible")
+    if s.device == "cpu" and s.dtype == "float16":
+        raise ConfigError("--dtype float16 is not supported on --device cpu; use float32 or bfloat16")

@@ -1,0 +1,81 @@
+"""The asyncio face of the engine: admission control, per-request event streams, cancellation and timeouts.
+
+Model code never runs on the event loop: requests go to the worker thread through a queue and every event
+comes back with ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from predictor.engine import metrics
+from predictor.engine.types import Delta, GenerationRequest, GenerationResult, SamplingParams
+from predictor.engine.worker import Worker
+from predictor.errors import Overloaded, RequestTimeout
+from predictor.families.base import PreparedPrompt
+
+
+class Engine:
+    def __init__(self, family: Any, device: Any, *, max_batch_size: int, max_batch_tokens: int, max_queue: int,
+                 request_timeout: float):
+        self.family = family
+        self.worker = Worker(family, device, max_batch_size, max_batch_tokens)
+        self.capacity = max_batch_size + max_queue
+        self.request_timeout = request_timeout
+        self.in_flight = 0
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def reserve(self) -> None:
+        """Take a slot for a request about to be prepared, or refuse with 429 when running + queued is full."""
+        if self.in_flight >= self.capacity:
+            metrics.REJECTED.labels(reason="queue_full").inc()
+            raise Overloaded(f"server is at capacity ({self.capacity} requests in flight); retry later",
+                             retry_after=1)
+        self.in_flight += 1
+        metrics.IN_FLIGHT.set(self.in_flight)
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        metrics.IN_FLIGHT.set(self.in_flight)
+
+    async def events(self, prepared: PreparedPrompt, params: SamplingParams, *, stream: bool,
+                     request_id: str = "") -> AsyncIterator[Delta | GenerationResult]:
+        """Yield ``Delta``s (when streaming) and finally one ``GenerationResult``; raise the request's error.
+
+        The caller must hold a slot from ``reserve()``. Closing the iterator early cancels the generation:
+        the row leaves the batch at the next decode step.
+        """
+        deadline = time.monotonic() + self.request_timeout
+        request = GenerationRequest(prepared=prepared, params=params, stream=stream, request_id=request_id,
+                                    loop=asyncio.get_running_loop(), events=asyncio.Queue(), deadline=deadline)
+        self.worker.submit(request)
+        try:
+            while True:
+                # the worker enforces the deadline; this extra margin only guards against a wedged worker
+                remaining = deadline - time.monotonic() + 5.0
+                try:
+                    event = await asyncio.wait_for(request.events.get(), timeout=max(remaining, 0.1))
+                except TimeoutError as exc:
+                    raise RequestTimeout("request timed out") from exc
+                if isinstance(event, Exception):
+                    raise event
+                yield event
+                if isinstance(event, GenerationResult):
+                    return
+        finally:
+            request.cancelled.set()  # harmless after completion; frees the row when the client went away
+
+    async def generate(self, prepared: PreparedPrompt, params: SamplingParams,
+                       request_id: str = "") -> GenerationResult:
+        async for event in self.events(prepared, params, stream=False, request_id=request_id):
+            if isinstance(event, GenerationResult):
+                return event
+        raise RuntimeError("engine ended without a result")  # pragma: no cover - events() always returns one

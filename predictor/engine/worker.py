@@ -1,0 +1,304 @@
+"""The worker thread that owns the model: iteration-level batching over the model's forward and KV cache.
+
+transformers' continuous batching is text-only in 5.24 and silently drops images (reference/transformers.md §2),
+so this loop does it itself: each new request is prefilled alone (vision encoder + prompt) and joins the
+running decode batch at the next step; a finished or cancelled row leaves at once. A failure inside one
+request's prefill fails only that request; the worker itself never dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from predictor.engine import metrics
+from predictor.engine.detokenizer import IncrementalDetokenizer
+from predictor.engine.kv import BatchCache
+from predictor.engine.ngram import table_token_ids
+from predictor.engine.sampler import RowSampler
+from predictor.engine.types import Delta, GenerationRequest, GenerationResult
+from predictor.errors import Cancelled, EngineFault, OutOfMemory, RequestTimeout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Row:
+    request: GenerationRequest
+    sampler: RowSampler
+    detok: IncrementalDetokenizer
+    position: int  # position id of the next token to feed
+    generated: list[int] = field(default_factory=list)
+    first_token_at: float | None = None
+    emitted: int = 0  # characters of detok.text already streamed
+    finish_reason: str | None = None
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+class Worker:
+    def __init__(self, family: Any, device: Any, max_batch_size: int, max_batch_tokens: int):
+        self.family = family
+        self.model = family.model
+        self.device = device
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.inbox: queue.Queue[GenerationRequest | None] = queue.Queue()
+        self.waiting: deque[GenerationRequest] = deque()
+        self.rows: list[_Row] = []
+        self.batch = BatchCache()
+        self.whitelist = table_token_ids(family.tokenizer)
+        self.eos = family.eos_token_id
+        self.max_context = family.max_context
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="ocr-engine", daemon=True)
+        self.steps = 0
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.inbox.put(None)
+        self.thread.join(timeout=10)
+
+    def submit(self, request: GenerationRequest) -> None:
+        self.inbox.put(request)
+
+    # ---- the loop --------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._collect(block=not self.rows and not self.waiting)
+                self._admit()
+                if self.rows:
+                    self._step()
+            except Exception:  # noqa: BLE001 - the loop must survive anything
+                log.exception("engine step failed; failing the running batch")
+                self._fail_all(EngineFault("generation failed inside the model"))
+
+    def _collect(self, block: bool) -> None:
+        try:
+            item = self.inbox.get(timeout=0.5) if block else self.inbox.get_nowait()
+        except queue.Empty:
+            return
+        while item is not None:
+            self.waiting.append(item)
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+        metrics.QUEUED.set(len(self.waiting))
+
+    def _tokens_in_flight(self) -> int:
+        return sum(r.request.prepared.prompt_tokens + r.request.params.max_new_tokens for r in self.rows)
+
+    def _admit(self) -> None:
+        while self.waiting and len(self.rows) < self.max_batch_size:
+            request = self.waiting[0]
+            if self._drop_if_dead(request):
+                self.waiting.popleft()
+                continue
+            need = request.prepared.prompt_tokens + request.params.max_new_tokens
+            if self.rows and self._tokens_in_flight() + need > self.max_batch_tokens:
+                break  # wait for rows to finish; a lone request is always admitted
+            self.waiting.popleft()
+            self._prefill(request)
+        metrics.QUEUED.set(len(self.waiting))
+        metrics.RUNNING.set(len(self.rows))
+
+    def _drop_if_dead(self, request: GenerationRequest) -> bool:
+        if request.cancelled.is_set():
+            request.emit(Cancelled("cancelled"))
+            return True
+        if request.deadline is not None and time.monotonic() > request.deadline:
+            request.emit(RequestTimeout("request timed out while queued"))
+            return True
+        return False
+
+    # ---- prefill -----------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _prefill(self, request: GenerationRequest) -> None:
+        prepared = request.prepared
+        try:
+            inputs = self._to_device(prepared.inputs)
+            cache = self._new_cache()
+            out = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
+            logits = out.logits[0, -1].float()
+            row = _Row(request, RowSampler(request.params, self.eos, self.whitelist, self.device),
+                       IncrementalDetokenizer(self.family.tokenizer, frozenset({self.eos})),
+                       position=prepared.prompt_tokens)
+            token = row.sampler.choose(logits, row.generated)
+        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the others
+            self._fail_request(request, exc, "prefill")
+            return
+        metrics.PROMPT_TOKENS.inc(prepared.prompt_tokens)
+        self.batch.add(cache, prepared.prompt_tokens)
+        self.rows.append(row)
+        if self._accept(row, token):
+            self._finish_rows([len(self.rows) - 1])
+
+    def _new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        dtype = self.model.dtype
+        moved = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, dtype=dtype if value.is_floating_point() else None)
+            moved[key] = value
+        return moved
+
+    # ---- decode ------------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _step(self) -> None:
+        self._drop_cancelled()
+        if not self.rows:
+            return
+        ids = torch.tensor([[r.generated[-1]] for r in self.rows], device=self.device)
+        positions = torch.tensor([[r.position] for r in self.rows], device=self.device)
+        mask = self.batch.extend_mask()
+        metrics.BATCH_SIZE.observe(len(self.rows))
+        try:
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=self.batch.cache,
+                             use_cache=True)
+        except Exception as exc:  # noqa: BLE001
+            self._fail_all(OutOfMemory("out of GPU memory; retry later", retry_after=5) if _is_oom(exc)
+                           else EngineFault("generation failed inside the model"))
+            if not _is_oom(exc):
+                log.exception("decode step failed")
+            return
+        self.steps += 1
+        logits = out.logits[:, -1].float()
+        done = []
+        for i, row in enumerate(self.rows):
+            row.position += 1
+            if self._accept(row, row.sampler.choose(logits[i], row.generated)):
+                done.append(i)
+        if done:
+            self._finish_rows(done)
+
+    def _accept(self, row: _Row, token: int) -> bool:
+        """Record one sampled token; True when the row is finished."""
+        now = time.monotonic()
+        if row.first_token_at is None:
+            row.first_token_at = now
+            metrics.TTFT.observe(now - row.request.created)
+        params = row.request.params
+        if token == self.eos and not params.ignore_eos:
+            row.finish_reason = "stop"
+            return True
+        row.generated.append(token)
+        metrics.GENERATED_TOKENS.inc()
+        row.detok.add(token)
+        if params.stop and self._hit_stop(row):
+            return True
+        if len(row.generated) >= params.max_new_tokens or row.position + 1 >= self.max_context:
+            row.finish_reason = "length"
+            return True
+        self._emit_pending(row)
+        return False
+
+    @staticmethod
+    def _hit_stop(row: _Row) -> bool:
+        text = row.detok.text
+        # only the tail can hold a stop string that was not complete at the previous step
+        tail_start = max(0, len(text) - max(len(s) for s in row.request.params.stop) - 16)
+        hits = [i for s in row.request.params.stop if (i := text.find(s, tail_start)) >= 0]
+        if not hits:
+            return False
+        row.detok.text = text[:min(hits)]
+        row.finish_reason = "stop"
+        return True
+
+    @staticmethod
+    def _emit_pending(row: _Row, final: bool = False) -> None:
+        """Stream what is safe to show: with stop strings, hold back a tail that could start one."""
+        if not row.request.stream:
+            return
+        text = row.detok.text
+        limit = len(text)
+        if not final and row.request.params.stop:
+            limit -= max(len(s) for s in row.request.params.stop) - 1
+        if limit > row.emitted:
+            row.request.emit(Delta(text[row.emitted:limit]))
+            row.emitted = limit
+
+    def _drop_cancelled(self) -> None:
+        gone = [i for i, r in enumerate(self.rows) if r.request.cancelled.is_set()
+                or (r.request.deadline is not None and time.monotonic() > r.request.deadline)]
+        for i in gone:
+            request = self.rows[i].request
+            request.emit(Cancelled("cancelled") if request.cancelled.is_set()
+                         else RequestTimeout("request timed out"))
+            metrics.FINISHED.labels(reason="cancelled").inc()
+        if gone:
+            self._keep([i for i in range(len(self.rows)) if i not in set(gone)])
+
+    def _finish_rows(self, done: list[int]) -> None:
+        now = time.monotonic()
+        for i in done:
+            row = self.rows[i]
+            request = row.request
+            if row.finish_reason != "stop" or not request.params.stop:
+                row.detok.flush()
+            self._emit_pending(row, final=True)
+            n = len(row.generated)
+            if n > 1 and row.first_token_at is not None:
+                metrics.TPOT.observe((now - row.first_token_at) / (n - 1))
+            metrics.E2E.observe(now - request.created)
+            metrics.FINISHED.labels(reason=row.finish_reason or "stop").inc()
+            request.emit(GenerationResult(
+                text=row.detok.text, token_ids=list(row.generated), finish_reason=row.finish_reason or "stop",
+                prompt_tokens=request.prepared.prompt_tokens, completion_tokens=n,
+                image_tokens=request.prepared.image_tokens,
+                ttft_s=None if row.first_token_at is None else row.first_token_at - request.created,
+            ))
+        self._keep([i for i in range(len(self.rows)) if i not in set(done)])
+
+    def _keep(self, indices: list[int]) -> None:
+        self.rows = [self.rows[i] for i in indices]
+        self.batch.keep(indices)
+        metrics.RUNNING.set(len(self.rows))
+
+    # ---- failures ------------------------------------------------------------------------------------------------
+
+    def _fail_request(self, request: GenerationRequest, exc: BaseException, stage: str) -> None:
+        if _is_oom(exc):
+            self._free_memory()
+            request.emit(OutOfMemory("out of GPU memory; retry later", retry_after=5))
+        else:
+            log.warning("request %s failed in %s: %s: %s", request.request_id, stage, type(exc).__name__, exc)
+            request.emit(EngineFault("the model failed on this input"))
+        metrics.FINISHED.labels(reason="error").inc()
+
+    def _fail_all(self, error: Exception) -> None:
+        for row in self.rows:
+            row.request.emit(error)
+            metrics.FINISHED.labels(reason="error").inc()
+        self.rows = []
+        self.batch.clear()
+        self._free_memory()
+        metrics.RUNNING.set(0)
+
+    @staticmethod
+    def _free_memory() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,111 @@
+"""The contract every model family (DeepSeek-OCR v1, DeepSeek-OCR-2) fulfils for the engine.
+
+A family knows how to recognise its checkpoint from ``config.json``, how to load it with transformers' native
+classes, and how to turn one image plus one prompt into the batch-of-one tensors of a prefill forward pass.
+The engine only ever calls ``model(**prepared.inputs, cache=..., use_cache=True)`` for a prefill and
+``model(input_ids=..., attention_mask=..., position_ids=..., cache=...)`` for a decode step, so both families
+batch together behind the same scheduler.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from PIL import Image
+
+from predictor.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """Per-request resolution settings. ``None`` means the family's (or the server's) default."""
+
+    mode: str | None = None
+    max_crops: int | None = None
+
+
+@dataclass
+class PreparedPrompt:
+    """Tensors for one prefill forward pass (batch of one, on CPU, float32 pixels) and its token accounting."""
+
+    inputs: dict[str, Any]
+    prompt_tokens: int
+    image_tokens: int
+    # Size of the original image, for mapping grounding boxes back to pixels.
+    image_size: tuple[int, int] = (0, 0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    device: str  # "cpu" | "cuda" | "cuda:N"
+    dtype: Any  # a torch.dtype
+    attn_implementation: str  # "sdpa" | "eager"
+    experts_implementation: str | None  # "grouped_mm" | "batched_mm" | "eager" | None (library default)
+
+
+class ModelFamily(abc.ABC):
+    """One supported checkpoint family. Instances hold the loaded model and tokenizer."""
+
+    #: Public name of the family, e.g. "deepseek-ocr-2".
+    name: ClassVar[str]
+    #: The values accepted for ``ImageOptions.mode``; the first is the default.
+    modes: ClassVar[tuple[str, ...]]
+    #: Largest accepted ``max_crops``.
+    max_crops_limit: ClassVar[int]
+
+    model: Any = None
+    tokenizer: Any = None
+
+    @classmethod
+    @abc.abstractmethod
+    def matches(cls, config: dict[str, Any]) -> bool:
+        """True when a checkpoint's parsed ``config.json`` belongs to this family."""
+
+    @abc.abstractmethod
+    def load(self, path: str, settings: LoadSettings) -> None:
+        """Load weights and tokenizer from a local directory with native classes (never remote code).
+
+        Sets ``self.model`` (eval mode, on ``settings.device`` in ``settings.dtype``) and ``self.tokenizer``.
+        Raises ``predictor.errors.LoadError`` naming what is wrong (missing tensor, bad config, ...).
+        """
+
+    @abc.abstractmethod
+    def prepare(self, image: Image.Image, prompt: str, options: ImageOptions) -> PreparedPrompt:
+        """Preprocess one RGB image and one prompt that already starts with ``<image>``."""
+
+    @abc.abstractmethod
+    def count_image_tokens(self, width: int, height: int, options: ImageOptions) -> int:
+        """Number of ``<image>`` placeholders the prompt gets for an image of this size."""
+
+    # ---- shared helpers -------------------------------------------------------------------------------------
+
+    @property
+    def default_mode(self) -> str:
+        return self.modes[0]
+
+    def check_options(self, options: ImageOptions) -> ImageOptions:
+        """Validate per-request options against this family; a bad value is a 400 naming the option."""
+        if options.mode is not None and options.mode not in self.modes:
+            raise InvalidRequest(
+                f"mode {options.mode!r} is not valid for {self.name}; accepted values: {', '.join(self.modes)}",
+                param="mode",
+            )
+        if options.max_crops is not None and not (1 <= options.max_crops <= self.max_crops_limit):
+            raise InvalidRequest(
+                f"max_crops must be an integer between 1 and {self.max_crops_limit} for {self.name}",
+                param="max_crops",
+            )
+        return options
+
+    @property
+    def eos_token_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+    @property
+    def max_context(self) -> int:
+        """Context length of the text model (prompt + generated tokens)."""
+        text_config = getattr(self.model.config, "text_config", self.model.config)
+        return int(getattr(text_config, "max_position_embeddings", 8192))
