@@ -1,0 +1,138 @@
+{{/*
+Chart name, truncated for use in labels.
+*/}}
+{{- define "deepseek-ocr.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name = the InferenceService name. KServe names the raw-mode Deployment and Service "<name>-predictor" and
+adds pod-hash suffixes, so keep it at most 45 characters.
+*/}}
+{{- define "deepseek-ocr.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 45 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 45 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 45 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "deepseek-ocr.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels of the predictor pods (set through spec.predictor.labels, so Services and policies never depend
+on labels KServe chooses).
+*/}}
+{{- define "deepseek-ocr.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "deepseek-ocr.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+{{- end }}
+
+{{- define "deepseek-ocr.predictorSelectorLabels" -}}
+{{ include "deepseek-ocr.selectorLabels" . }}
+app.kubernetes.io/component: "predictor"
+{{- end }}
+
+{{/*
+Labels on every object. Values are quoted: label and annotation values must be strings.
+*/}}
+{{- define "deepseek-ocr.labels" -}}
+helm.sh/chart: {{ include "deepseek-ocr.chart" . | quote }}
+{{ include "deepseek-ocr.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
+{{- range $k, $v := .Values.commonLabels }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Predictor image reference: digest wins over tag; tag defaults to the appVersion.
+*/}}
+{{- define "deepseek-ocr.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the raw-mode Service KServe creates for the predictor (port 80 -> http port). */}}
+{{- define "deepseek-ocr.predictorService" -}}
+{{- printf "%s-predictor" (include "deepseek-ocr.fullname" .) }}
+{{- end }}
+
+{{/* HF cache claim name: the existing claim or the one the chart creates. */}}
+{{- define "deepseek-ocr.hfCacheClaim" -}}
+{{- default (printf "%s-hf-cache" (include "deepseek-ocr.fullname" .)) .Values.storage.hfCache.existingClaim }}
+{{- end }}
+
+{{- define "deepseek-ocr.torchCacheClaim" -}}
+{{- default (printf "%s-torch-cache" (include "deepseek-ocr.fullname" .)) .Values.storage.torchCache.existingClaim }}
+{{- end }}
+
+{{- define "deepseek-ocr.torchCachePersistent" -}}
+{{- if and .Values.storage.torchCache.enabled (or .Values.storage.torchCache.persistent .Values.storage.torchCache.existingClaim) }}true{{ end }}
+{{- end }}
+
+{{/* Secret holding HF_TOKEN, or empty when no token is configured. */}}
+{{- define "deepseek-ocr.hfTokenSecret" -}}
+{{- if .Values.huggingface.token.value }}
+{{- printf "%s-hf-token" (include "deepseek-ocr.fullname" .) }}
+{{- else }}
+{{- .Values.huggingface.token.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/*
+KEDA per-replica target: an explicit targetValue, or targetUtilizationPercent of batching.maxBatchSize, computed
+in integer milli-units (8 x 80 % -> "6.4") so no float rounding shows up in the manifest.
+*/}}
+{{- define "deepseek-ocr.kedaTarget" -}}
+{{- $k := .Values.autoscaling.keda }}
+{{- if not (kindIs "invalid" $k.targetValue) }}
+{{- $k.targetValue | toString }}
+{{- else }}
+{{- $milli := mul (int .Values.batching.maxBatchSize) (int $k.targetUtilizationPercent) 10 }}
+{{- $s := printf "%d.%03d" (div $milli 1000) (mod $milli 1000) }}
+{{- regexReplaceAll "\\.?0+$" $s "" }}
+{{- end }}
+{{- end }}
+
+{{/* PromQL for the in-flight requests of this InferenceService's predictor pods. */}}
+{{- define "deepseek-ocr.kedaQuery" -}}
+{{- if .Values.autoscaling.keda.query }}
+{{- tpl .Values.autoscaling.keda.query . }}
+{{- else }}
+{{- printf "sum(%s{namespace=%q,pod=~%q}) or vector(0)" .Values.autoscaling.keda.metricName .Release.Namespace (printf "%s-.*" (include "deepseek-ocr.predictorService" .)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Cross-field checks JSON Schema cannot express; each failure names the values to change.
+*/}}
+{{- define "deepseek-ocr.validate" -}}
+{{- $a := .Values.autoscaling }}
+{{- if and (ne $a.mode "none") (lt (int $a.maxReplicas) (int $a.minReplicas)) }}
+{{- fail (printf "autoscaling.maxReplicas (%d) must be >= autoscaling.minReplicas (%d)" (int $a.maxReplicas) (int $a.minReplicas)) }}
+{{- end }}
+{{- if and .Values.huggingface.token.value .Values.huggingface.token.existingSecret }}
+{{- fail "set either huggingface.token.existingSecret or huggingface.token.value, not both" }}
+{{- end }}
+{{- if and (eq (int .Values.resources.gpu.count) 0) (eq .Values.model.device "cuda") }}
+{{- fail "model.device=cuda needs resources.gpu.count >= 1" }}
+{{- end }}
+{{- if and .Values.server.grpc.enabled (eq (int .Values.server.grpc.port) (int .Values.server.httpPort)) }}
+{{- fail "server.grpc.port must differ from server.httpPort" }}
+{{- end }}
+{{- if and (eq $a.mode "keda") (eq (include "deepseek-ocr.kedaTarget" .) "0") }}
+{{- fail "autoscaling.keda target rounds to 0: raise batching.maxBatchSize or autoscaling.keda.targetUtilizationPercent, or set autoscaling.keda.targetValue" }}
+{{- end }}
+{{- end }}
