@@ -48,6 +48,9 @@ class DeepseekOcrV1Family(ModelFamily):
             "dtype": settings.dtype,
             "attn_implementation": settings.attn_implementation,
             "output_loading_info": True,
+            # Report shape mismatches in the loading info (checked below, naming each tensor) instead of a bare
+            # "ignore_mismatched_sizes is False" error that names nothing.
+            "ignore_mismatched_sizes": True,
         }
         if settings.experts_implementation:
             kwargs["experts_implementation"] = settings.experts_implementation
@@ -147,12 +150,20 @@ def raise_on_bad_keys(info: dict[str, Any], path: str) -> None:
     """Refuse a checkpoint whose tensors do not match the architecture instead of running random weights."""
     problems = []
     for key in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        names = sorted(str(k) for k in (info.get(key) or []))
+        names = sorted(_describe(k) for k in (info.get(key) or []))
         if names:
             shown = ", ".join(names[:10]) + (f" (+{len(names) - 10} more)" if len(names) > 10 else "")
             problems.append(f"{key.replace('_', ' ')}: {shown}")
     if problems:
         raise LoadError(f"checkpoint {path} does not match the DeepSeek-OCR v1 architecture; " + "; ".join(problems))
+
+
+def _describe(entry: Any) -> str:
+    # mismatched_keys entries are (name, checkpoint_shape, model_shape) tuples.
+    if isinstance(entry, tuple) and len(entry) == 3:
+        name, ckpt, expected = entry
+        return f"{name} (checkpoint {tuple(ckpt)} vs model {tuple(expected)})"
+    return str(entry)
 
 
 __all__ = ["DeepseekOcrV1Family", "expand_image_token", "raise_on_bad_keys"]
