@@ -132,7 +132,4 @@ Cross-field checks JSON Schema cannot express; each failure names the values to 
 {{- if and .Values.server.grpc.enabled (eq (int .Values.server.grpc.port) (int .Values.server.httpPort)) }}
 {{- fail "server.grpc.port must differ from server.httpPort" }}
 {{- end }}
-{{- if and (eq $a.mode "keda") (eq (include "deepseek-ocr.kedaTarget" .) "0") }}
-{{- fail "autoscaling.keda target rounds to 0: raise batching.maxBatchSize or autoscaling.keda.targetUtilizationPercent, or set autoscaling.keda.targetValue" }}
-{{- end }}
 {{- end }}

@@ -1,0 +1,372 @@
+"""Assertions on the objects `helm template` renders, one test per setting of the chart."""
+
+from __future__ import annotations
+
+import base64
+
+import chart_manifests as manifests
+import pytest
+from chart_helpers import args, by_kind, container, env, isvc, mounts, one, predictor, render, volumes
+
+CI = manifests.CHART / "ci"
+
+
+@pytest.fixture(scope="module")
+def default() -> list[dict]:
+    return render()
+
+
+# ---------------------------------------------------------------- defaults = the original deployment
+
+
+def test_default_objects(default):
+    kinds = sorted(d["kind"] for d in default)
+    assert kinds == ["InferenceService", "PersistentVolumeClaim", "Pod"], kinds
+
+
+def test_default_is_raw_deployment_with_hpa_bounds(default):
+    meta = isvc(default)["metadata"]
+    assert isvc(default)["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert meta["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert meta["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+    assert meta["namespace"] == "ml"
+    p = predictor(default)
+    assert (p["minReplicas"], p["maxReplicas"]) == (1, 2)
+    assert (p["scaleMetric"], p["scaleTarget"]) == ("cpu", 80)
+    assert "autoScaling" not in p
+
+
+def test_default_container_runs_predictor(default):
+    c = container(default)
+    assert c["name"] == "kserve-container"
+    assert c["command"] == ["python", "-m", "predictor"]
+    assert c["image"] == "registry.example.com/deepseek-ocr/predictor:0.1.0"
+    a = args(default)
+    assert a["model_name"] == "deepseek-ocr"
+    assert a["model_id"] == "deepseek-ai/DeepSeek-OCR"
+    assert "model_dir" not in a
+    assert (a["http_port"], a["grpc_port"]) == ("8080", "8081")
+    assert (a["max_batch_size"], a["max_queue"]) == ("8", "64")
+    assert a["allow_remote_images"] == "false"
+    assert {"max_new_tokens", "max_batch_tokens", "request_timeout", "remote_image_hosts"}.isdisjoint(a)
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "grpc": 8081}
+
+
+def test_default_resources_gpu_and_both_requests_and_limits(default):
+    r = container(default)["resources"]
+    assert r["requests"] == {"cpu": "8", "memory": "16Gi", "nvidia.com/gpu": "1"}
+    assert r["limits"] == {"cpu": "16", "memory": "24Gi", "nvidia.com/gpu": "1"}
+
+
+def test_default_volumes_shm_caches_tmp(default):
+    v = volumes(default)
+    assert v["devshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
+    assert v["hf-cache"]["persistentVolumeClaim"]["claimName"] == "r-deepseek-ocr-hf-cache"
+    assert v["torch-cache"]["emptyDir"]["sizeLimit"] == "10Gi"
+    assert "emptyDir" in v["tmp"]
+    assert mounts(default) == {
+        "tmp": "/tmp",
+        "hf-cache": "/cache/huggingface",
+        "torch-cache": "/cache/torch",
+        "devshm": "/dev/shm",
+    }
+    pvc = one(default, "PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == "r-deepseek-ocr-hf-cache"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_default_env_token_from_hf_secret(default):
+    e = env(default)
+    assert e["HF_HOME"]["value"] == "/cache/huggingface"
+    assert e["TORCH_HOME"]["value"] == "/cache/torch"
+    assert e["HF_HUB_OFFLINE"]["value"] == "0"
+    ref = e["HF_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "hf-secret", "key": "HF_TOKEN", "optional": True}
+    assert "STORAGE_URI" not in e
+    assert not by_kind(default, "Secret")
+
+
+def test_default_probes(default):
+    c = container(default)
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v1/models/deepseek-ocr", "port": 8080}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+    s = c["startupProbe"]
+    assert s["httpGet"]["path"] == "/v1/models/deepseek-ocr"
+    # budget for a first download + load of 5-10 minutes, with margin
+    assert s["periodSeconds"] * s["failureThreshold"] >= 600
+    assert predictor(default)["terminationGracePeriodSeconds"] > 30
+
+
+def test_default_security_context(default):
+    pod = predictor(default)["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0
+    c = container(default)["securityContext"]
+    assert c["allowPrivilegeEscalation"] is False
+    assert c["readOnlyRootFilesystem"] is True
+    assert c["capabilities"]["drop"] == ["ALL"]
+
+
+def test_default_scheduling_not_arm64_only(default):
+    p = predictor(default)
+    assert "nodeSelector" not in p
+    assert not {"tolerations", "affinity", "runtimeClassName", "priorityClassName"} & set(p)
+
+
+def test_selector_labels_on_pods(default):
+    labels = predictor(default)["labels"]
+    assert labels["app.kubernetes.io/component"] == "predictor"
+    assert labels["app.kubernetes.io/instance"] == "r"
+
+
+def test_helm_test_pod_waits_and_sends_ocr_request(default):
+    pod = one(default, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (c,) = pod["spec"]["containers"]
+    e = {x["name"]: x["value"] for x in c["env"]}
+    assert e["READY_URL"] == "http://r-deepseek-ocr-predictor.ml.svc.cluster.local/v1/models/deepseek-ocr"
+    assert e["PREDICT_URL"].endswith("/v1/models/deepseek-ocr:predict")
+    script = c["command"][2]
+    compile(script, "helm-test", "exec")  # valid python
+    assert "instances" in script and "READY_TIMEOUT" in script
+    png = "".join(part.split('"')[1] for part in script.split("PNG = (")[1].split(")")[0].splitlines())
+    assert base64.b64decode(png).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# ---------------------------------------------------------------- autoscaling
+
+
+def test_keda_in_flight_query_and_80_percent_target():
+    docs = render(CI / "keda-values.yaml")
+    meta, p = isvc(docs)["metadata"], predictor(docs)
+    assert meta["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+    assert (p["minReplicas"], p["maxReplicas"]) == (1, 4)
+    assert "scaleMetric" not in p and "scaleTarget" not in p  # KServe's KEDA validation rejects scaleMetric
+    (m,) = p["autoScaling"]["metrics"]
+    assert m["type"] == "External"
+    metric = m["external"]["metric"]
+    assert metric["backend"] == "prometheus"
+    assert metric["serverAddress"] == "http://prometheus-operated.monitoring.svc:9090"
+    assert metric["query"] == (
+        'sum(deepseek_ocr_requests_in_flight{namespace="ml",pod=~"r-deepseek-ocr-predictor-.*"}) or vector(0)'
+    )
+    assert m["external"]["target"] == {"type": "Value", "value": "6.4"}  # 0.8 x maxBatchSize 8
+    assert p["autoScaling"]["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 600}}
+
+
+@pytest.mark.parametrize(
+    ("batch", "percent", "expected"),
+    [(8, 80, "6.4"), (16, 80, "12.8"), (10, 80, "8"), (1, 80, "0.8"), (3, 80, "2.4"), (4, 50, "2"), (7, 33, "2.31")],
+)
+def test_keda_target_follows_batch_capacity(batch, percent, expected):
+    docs = render(
+        set_values={
+            "autoscaling.mode": "keda",
+            "batching.maxBatchSize": str(batch),
+            "autoscaling.keda.targetUtilizationPercent": str(percent),
+        }
+    )
+    (m,) = predictor(docs)["autoScaling"]["metrics"]
+    assert m["external"]["target"]["value"] == expected
+    assert args(docs)["max_batch_size"] == str(batch)
+
+
+def test_keda_overrides_query_namespace_auth_and_target():
+    docs = render(
+        set_values={
+            "autoscaling.mode": "keda",
+            "autoscaling.keda.query": 'sum(my_gauge{ns="{{ .Release.Namespace }}"})',
+            "autoscaling.keda.targetValue": "5",
+            "autoscaling.keda.namespace": "tenant-a",
+            "autoscaling.keda.authenticationRef": "prom-auth",
+            "autoscaling.keda.authModes": "bearer",
+        }
+    )
+    ext = predictor(docs)["autoScaling"]["metrics"][0]["external"]
+    assert ext["metric"]["query"] == 'sum(my_gauge{ns="ml"})'
+    assert ext["metric"]["namespace"] == "tenant-a"
+    assert ext["target"]["value"] == "5"
+    assert ext["authenticationRef"] == {"authModes": "bearer", "authenticationRef": {"name": "prom-auth"}}
+
+
+def test_hpa_memory():
+    p = predictor(render(CI / "hpa-memory-values.yaml"))
+    assert (p["scaleMetric"], p["scaleMetricType"], p["scaleTarget"]) == ("memory", "Utilization", 70)
+    assert p["maxReplicas"] == 3
+    assert "autoScaling" not in p
+
+
+def test_none_mode_standard_fixed_replicas_cpu_only():
+    docs = render(CI / "standard-none-values.yaml")
+    meta, p = isvc(docs)["metadata"], predictor(docs)
+    assert meta["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert meta["annotations"]["serving.kserve.io/autoscalerClass"] == "none"
+    assert p["minReplicas"] == 2 and "maxReplicas" not in p
+    assert not {"scaleMetric", "scaleTarget", "autoScaling"} & set(p)
+    r = container(docs)["resources"]
+    assert r["requests"] == {"cpu": "2", "memory": "8Gi"} and r["limits"] == {"cpu": "4", "memory": "12Gi"}
+    a = args(docs)
+    assert (a["device"], a["dtype"]) == ("cpu", "float32")
+    assert "grpc_port" not in a and [p["name"] for p in container(docs)["ports"]] == ["http"]
+    assert container(docs)["args"][-1] == "--log_level=debug"
+    assert env(docs)["OMP_NUM_THREADS"]["value"] == "4"
+    assert a["allow_remote_images"] == "true" and a["remote_image_hosts"] == "images.example.org"
+    v = volumes(docs)
+    assert "devshm" not in v and "torch-cache" not in v and "hf-cache" not in v
+    assert v["hf-cache-ephemeral"]["emptyDir"]["sizeLimit"] == "20Gi"
+    assert not by_kind(docs, "PersistentVolumeClaim")
+    assert container(docs)["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
+    assert predictor(docs)["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+# ---------------------------------------------------------------- model source and server flags
+
+
+def test_storage_uri_hf_uses_model_dir():
+    docs = render(CI / "storageuri-hf-values.yaml")
+    a = args(docs)
+    assert a["model_dir"] == "/mnt/models" and "model_id" not in a
+    assert env(docs)["STORAGE_URI"]["value"] == "hf://deepseek-ai/DeepSeek-OCR"
+    assert a["served_model_names"] == "deepseek-ocr-v1,ocr"
+    assert (a["dtype"], a["attn_implementation"]) == ("bfloat16", "sdpa")
+    assert (a["max_batch_size"], a["max_batch_tokens"], a["max_queue"]) == ("16", "65536", "128")
+    assert (a["max_new_tokens"], a["request_timeout"]) == ("4096", "600")
+    assert (a["max_body_bytes"], a["max_image_pixels"]) == ("33554432", "40000000")
+
+
+def test_storage_uri_pvc_offline_and_persistent_torch_cache():
+    docs = render(CI / "storageuri-pvc-offline-values.yaml")
+    assert env(docs)["STORAGE_URI"]["value"] == "pvc://model-store/deepseek-ocr-2"
+    assert env(docs)["HF_HUB_OFFLINE"]["value"] == "1"
+    assert "HF_TOKEN" not in env(docs)
+    assert args(docs)["model_name"] == "deepseek-ocr-2"
+    c = container(docs)
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v1/models/deepseek-ocr-2"
+    pvcs = {d["metadata"]["name"]: d for d in by_kind(docs, "PersistentVolumeClaim")}
+    assert set(pvcs) == {"r-deepseek-ocr-hf-cache", "r-deepseek-ocr-torch-cache"}
+    assert pvcs["r-deepseek-ocr-torch-cache"]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert pvcs["r-deepseek-ocr-torch-cache"]["spec"]["storageClassName"] == "fast-ssd"
+    assert volumes(docs)["torch-cache"]["persistentVolumeClaim"]["claimName"] == "r-deepseek-ocr-torch-cache"
+
+
+def test_existing_pvc_and_secret():
+    docs = render(CI / "existing-pvc-secret-values.yaml")
+    assert not by_kind(docs, "PersistentVolumeClaim") and not by_kind(docs, "Secret")
+    v = volumes(docs)
+    assert v["hf-cache"]["persistentVolumeClaim"]["claimName"] == "shared-hf-cache"
+    assert v["torch-cache"]["persistentVolumeClaim"]["claimName"] == "shared-torch-cache"
+    ref = env(docs)["HF_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "team-hf-token", "key": "token", "optional": False}
+
+
+def test_created_secret_from_value():
+    docs = render(CI / "created-secret-values.yaml")
+    secret = one(docs, "Secret")
+    assert secret["metadata"]["name"] == "r-deepseek-ocr-hf-token"
+    assert base64.b64decode(secret["data"]["HF_TOKEN"]) == b"hf_dummyTokenForCiOnly"
+    ref = env(docs)["HF_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == "r-deepseek-ocr-hf-token"
+    pvc = one(docs, "PersistentVolumeClaim")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pvc["spec"]["storageClassName"] == "nfs-client"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert "annotations" not in pvc["metadata"]
+
+
+def test_no_token_source_at_all():
+    docs = render(set_values={"huggingface.token.existingSecret": ""})
+    assert "HF_TOKEN" not in env(docs) and not by_kind(docs, "Secret")
+
+
+# ---------------------------------------------------------------- scheduling
+
+
+def test_arm64_gb10_scheduling():
+    p = predictor(render(CI / "arm64-gb10-values.yaml"))
+    assert p["nodeSelector"] == {"kubernetes.io/arch": "arm64", "nvidia.com/gpu.product": "NVIDIA-GB10"}
+    assert p["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "nodeAffinity" in p["affinity"]
+    assert (p["runtimeClassName"], p["priorityClassName"]) == ("nvidia", "inference-high")
+
+
+def test_gpu_count_and_resource_name():
+    docs = render(set_values={"resources.gpu.count": "2", "resources.gpu.resourceName": "nvidia.com/mig-3g.40gb"})
+    r = container(docs)["resources"]
+    assert r["limits"]["nvidia.com/mig-3g.40gb"] == "2" and r["requests"]["nvidia.com/mig-3g.40gb"] == "2"
+    assert "nvidia.com/gpu" not in r["limits"]
+
+
+# ---------------------------------------------------------------- optional objects
+
+
+def test_tailscale_load_balancer():
+    docs = render(CI / "tailscale-values.yaml")
+    svc = one(docs, "Service")
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert svc["spec"]["loadBalancerClass"] == "tailscale"
+    assert svc["metadata"]["annotations"]["tailscale.com/hostname"] == "deepseek-ocr-gb10"
+    assert svc["metadata"]["annotations"]["tailscale.com/tags"] == "tag:k8s"
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    # the Service must select exactly the predictor pods (not the helm test pod)
+    assert svc["spec"]["selector"].items() <= predictor(docs)["labels"].items()
+    assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "predictor"
+
+
+def test_monitoring_podmonitor_and_networkpolicy():
+    docs = render(CI / "monitoring-values.yaml")
+    pm = one(docs, "PodMonitor")
+    assert pm["metadata"]["labels"]["release"] == "prometheus"
+    assert pm["spec"]["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "10s"}]
+    assert pm["spec"]["selector"]["matchLabels"].items() <= predictor(docs)["labels"].items()
+    np = one(docs, "NetworkPolicy")
+    assert np["spec"]["podSelector"]["matchLabels"] == pm["spec"]["selector"]["matchLabels"]
+    (rule,) = np["spec"]["ingress"]
+    assert {p["port"] for p in rule["ports"]} == {8080, 8081}
+    assert rule["from"][0] == {"podSelector": {}}
+    assert rule["from"][1]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+
+
+def test_networkpolicy_without_peers_denies_all():
+    docs = render(set_values={"networkPolicy.enabled": "true", "networkPolicy.allowSameNamespace": "false"})
+    assert one(docs, "NetworkPolicy")["spec"]["ingress"] == []
+
+
+def test_scrape_annotations_can_be_turned_off():
+    default_ann = isvc(render())["metadata"]["annotations"]
+    assert default_ann["serving.kserve.io/enable-prometheus-scraping"] == "true"
+    assert default_ann["prometheus.kserve.io/port"] == "8080"
+    ann = isvc(render(set_values={"metrics.scrapeAnnotations": "false"}))["metadata"]["annotations"]
+    assert not any(k.startswith("prometheus.kserve.io") or "scraping" in k for k in ann)
+
+
+def test_common_labels_and_annotations_are_strings():
+    docs = render(
+        # strings that YAML would read back as a number / bool unless the templates quote them
+        set_json={"commonLabels": '{"team": "ocr", "cost-center": "1234"}', "annotations": '{"owner": "42", "flag": "true"}'}
+    )
+    for d in docs:
+        assert d["metadata"]["labels"]["cost-center"] == "1234"
+    ann = isvc(docs)["metadata"]["annotations"]
+    assert (ann["owner"], ann["flag"]) == ("42", "true")
+    assert predictor(docs)["labels"]["team"] == "ocr"
+
+
+def test_fullname_override_names_everything():
+    docs = render(set_values={"fullnameOverride": "ocr"})
+    assert isvc(docs)["metadata"]["name"] == "ocr"
+    assert one(docs, "PersistentVolumeClaim")["metadata"]["name"] == "ocr-hf-cache"
+    e = {x["name"]: x["value"] for x in one(docs, "Pod")["spec"]["containers"][0]["env"]}
+    assert e["READY_URL"].startswith("http://ocr-predictor.ml.svc")
+
+
+# ---------------------------------------------------------------- every variant validates
+
+
+def test_every_ci_variant_renders_and_validates(ci_values):
+    for f in ci_values:
+        docs = render(f)  # render() asserts the validator found no error
+        assert isvc(docs)["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] in {"RawDeployment", "Standard"}
+        r = container(docs)["resources"]
+        for section in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(r[section]), (f.name, section)
