@@ -57,26 +57,27 @@ def is_v1_config(config: dict[str, Any]) -> bool:
     return isinstance(width, dict) and SAM_KEY in width and CLIP_KEY in width
 
 
-def _text_config(config: dict[str, Any], token_ids: dict[str, int | None]) -> dict[str, Any]:
+def deepseek_v2_text_config(config: dict[str, Any], token_ids: dict[str, int | None]) -> dict[str, Any]:
+    """Native text-config fields for the DeepSeek-V2 MoE decoder of a remote-code config (v1 and OCR-2 share it).
+
+    Fields come from ``language_config``, falling back to the duplicated top-level keys; ``token_ids`` (bos, eos,
+    pad) override both. Refuses what the native MHA/softmax-router classes cannot run.
+    """
     lang = config["language_config"]
     text = {key: lang.get(key, config.get(key)) for key in _TEXT_KEYS}
     text = {key: value for key, value in text.items() if value is not None}
     if lang.get("use_mla", config.get("use_mla", False)):
-        raise LoadError("v1 config sets use_mla=true; DeepSeek-OCR v1 uses standard MHA and nothing else is supported")
+        raise LoadError("config sets use_mla=true; DeepSeek-OCR uses standard MHA and nothing else is supported")
     if lang.get("rope_scaling", config.get("rope_scaling")):
-        raise LoadError("v1 config sets rope_scaling; DeepSeek-OCR v1 has plain RoPE and nothing else is supported")
+        raise LoadError("config sets rope_scaling; DeepSeek-OCR has plain RoPE and nothing else is supported")
     scoring = lang.get("scoring_func", config.get("scoring_func", "softmax"))
     if scoring != "softmax" or lang.get("norm_topk_prob", config.get("norm_topk_prob", False)):
-        raise LoadError("v1 config asks for a router other than softmax without top-k renormalisation")
+        raise LoadError("config asks for a router other than softmax without top-k renormalisation")
     layers = int(text.get("num_hidden_layers", 12))
     first_dense = int(lang.get("first_k_dense_replace", config.get("first_k_dense_replace", 1)))
     freq = int(lang.get("moe_layer_freq", config.get("moe_layer_freq", 1)))
     # DeepSeek-V2's rule: layer i is MoE when i >= first_k_dense_replace and i % moe_layer_freq == 0.
     text["mlp_layer_types"] = ["sparse" if i >= first_dense and i % freq == 0 else "dense" for i in range(layers)]
-    # v1 has plain causal attention; UnlimitedOcr defaults to a 128-token "reference sliding window" (R-SWA).
-    # sliding_window must still be non-None (the config validator requires it); full_attention layers ignore it.
-    text["layer_types"] = ["full_attention"] * layers
-    text["sliding_window"] = int(text.get("max_position_embeddings", 8192))
     theta = lang.get("rope_theta", config.get("rope_theta", 10000.0))
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": float(theta)}
     text["tie_word_embeddings"] = bool(config.get("tie_word_embeddings", False))
@@ -84,7 +85,17 @@ def _text_config(config: dict[str, Any], token_ids: dict[str, int | None]) -> di
     return text
 
 
-def _pick(entry: dict[str, Any], renames: dict[str, str], extras: tuple[str, ...], defaults: dict[str, Any]):
+def _text_config(config: dict[str, Any], token_ids: dict[str, int | None]) -> dict[str, Any]:
+    text = deepseek_v2_text_config(config, token_ids)
+    layers = len(text["mlp_layer_types"])
+    # v1 has plain causal attention; UnlimitedOcr defaults to a 128-token "reference sliding window" (R-SWA).
+    # sliding_window must still be non-None (the config validator requires it); full_attention layers ignore it.
+    text["layer_types"] = ["full_attention"] * layers
+    text["sliding_window"] = int(text.get("max_position_embeddings", 8192))
+    return text
+
+
+def pick_fields(entry: dict[str, Any], renames: dict[str, str], extras: tuple[str, ...], defaults: dict[str, Any]):
     """Native sub-config: defaults, overridden by the v1 entry's known keys and the tiny-checkpoint extras."""
     out = dict(defaults)
     for v1_key, native_key in renames.items():
@@ -100,13 +111,13 @@ def _vision_config(config: dict[str, Any]) -> dict[str, Any]:
     vision = config.get("vision_config") or {}
     width = vision["width"]
     common = {"width": "hidden_size", "layers": "num_hidden_layers", "heads": "num_attention_heads"}
-    sam = _pick(
+    sam = pick_fields(
         width[SAM_KEY],
         {**common, "global_attn_indexes": "global_attn_indexes", "downsample_channels": "downsample_channels"},
         SAM_EXTRA_KEYS,
         {**SAM_DEFAULTS, "image_size": vision.get("image_size", SAM_DEFAULTS["image_size"])},
     )
-    clip = _pick(
+    clip = pick_fields(
         width[CLIP_KEY], {**common, "image_size": "image_size", "patch_size": "patch_size"}, CLIP_EXTRA_KEYS,
         CLIP_DEFAULTS,
     )
