@@ -171,7 +171,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def validate(s: Settings, explicit_model_id: bool = True) -> None:
     if s.model_dir and explicit_model_id and s.model_id:
         raise ConfigError("give either --model_id or --model_dir, not both")
-    if s.model_dir and not os.path.isfile(os.path.join(s.model_dir, "config.json")):
+    if s.model_dir and not os.path.exists(os.path.join(s.model_dir, "config.json")):
         raise ConfigError(f"--model_dir {s.model_dir!r} has no config.json (is it a checkpoint directory?)")
     positive = ("max_new_tokens", "default_max_tokens", "max_batch_size", "max_batch_tokens", "max_body_bytes",
                 "max_image_pixels", "max_instances", "max_images_per_request", "max_pdf_pages",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -60,8 +61,6 @@ class GenerationRequest:
         """Hand an event (Delta, GenerationResult or an exception) back to the request's event loop."""
         if self.loop is None or self.events is None:
             return
-        try:
+        # A closed loop (server shutting down) means nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-        except RuntimeError:
-            # The loop is closed (server shutting down): nobody is listening any more.
-            pass

@@ -1,0 +1,50 @@
+# DeepSeek-OCR KServe predictor. `make help` lists the targets.
+PYTHON ?= python3
+PORT ?= 8080
+GRPC_PORT ?= 8081
+DEMO_DIR ?= .cache/tiny-deepseek-ocr2
+MODEL_ID ?= deepseek-ai/DeepSeek-OCR
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: help install run demo test test-unit test-api test-e2e chart-test image-test lint bench clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: ## install the package and test tools (CPU torch first, so pip never pulls a CUDA build)
+	$(PYTHON) -m pip install -q "torch==$(TORCH_VERSION)"
+	$(PYTHON) -m pip install -q -e ".[test]"
+
+run: install ## serve the real model (downloads $(MODEL_ID) from the HuggingFace hub)
+	$(PYTHON) -m predictor --model_id $(MODEL_ID) --http_port $(PORT) --grpc_port $(GRPC_PORT) \
+	  || { echo "If the hub cannot be reached: pre-download the model and pass --model_dir, or run 'make demo'."; exit 1; }
+
+demo: install ## serve a tiny random DeepSeek-OCR-2 offline (plumbing demo: the text is random)
+	$(PYTHON) -m predictor.testing.tiny --family v2 $(DEMO_DIR)
+	HF_HUB_OFFLINE=1 $(PYTHON) -m predictor --model_dir $(DEMO_DIR) --device cpu --http_port $(PORT) --grpc_port $(GRPC_PORT)
+
+test: install lint test-unit test-api test-e2e chart-test ## everything CI runs
+
+test-unit:
+	$(PYTHON) -m pytest -q tests/unit
+
+test-api:
+	$(PYTHON) -m pytest -q tests/api
+
+test-e2e:
+	$(PYTHON) -m pytest -q tests/e2e
+
+chart-test: ## Helm chart lint, render, schema and API-server checks (installs helm etc. if missing)
+	bash scripts/chart-test.sh
+
+image-test: ## build the Containerfile from a local stand-in base and probe readiness (not part of `make test`)
+	bash scripts/image-test.sh
+
+lint:
+	$(PYTHON) -m ruff check predictor tests bench
+
+bench: install ## batching benchmark on the tiny checkpoint (prints one JSON line)
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_batching.py
+
+clean:
+	rm -rf .cache build dist *.egg-info .pytest_cache .ruff_cache

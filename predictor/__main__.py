@@ -1,0 +1,60 @@
+"""``python -m predictor``: kserve's flags plus ours -> settings -> KServe ModelServer with our routes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+# No torch.compile / Inductor / Triton on the serving path (DESIGN decision 4); set before torch is imported.
+os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+log = logging.getLogger("predictor")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kserve import model_server  # parses sys.argv at import time; our parser reads the same argv
+
+    from predictor.config import build_parser, settings_from_args
+    from predictor.errors import ConfigError
+
+    parser = build_parser(parents=[model_server.parser])
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    serve(settings, args)
+    return 0
+
+
+def serve(settings, args) -> None:  # noqa: ANN001 - argparse namespace from kserve's parser
+    import kserve
+    from kserve import model_server
+
+    from predictor import http_errors, openai_api
+    from predictor.hardware import disable_compile
+    from predictor.model import OcrModel
+
+    disable_compile()
+    model = OcrModel(settings)
+    app = model_server.app
+    openai_api.register(app, model)
+    http_errors.install(app)
+    app.add_middleware(http_errors.BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # kserve hands its module-level args to the gRPC server: raise its 8 MiB message cap to our body limit.
+    for key in ("grpc_max_send_message_length", "grpc_max_receive_message_length"):
+        setattr(model_server.args, key, max(settings.max_body_bytes, getattr(args, key)))
+    server = kserve.ModelServer(http_port=settings.http_port, grpc_port=settings.grpc_port,
+                                enable_grpc=settings.enable_grpc, workers=1)
+    for alias in settings.all_model_names[1:]:
+        server.register_model(model, name=alias)
+    log.info("serving %s as %s (model source: %s)", "DeepSeek-OCR", settings.all_model_names, settings.model_source)
+    server.start([model])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The one place where errors become HTTP responses, for every route on the server.
+
+OpenAI routes answer OpenAI's body ``{"error": {"message", "type", "param", "code"}}``; KServe routes keep
+KServe's ``{"error": "..."}``. Either way the status is the error's own and 429/503 carry ``Retry-After``.
+Unexpected exceptions become a plain 500 without internals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from predictor.errors import EngineFault, InvalidRequest, PayloadTooLarge, PredictorError
+
+log = logging.getLogger(__name__)
+
+
+def is_openai_path(path: str) -> bool:
+    return "/chat/completions" in path or path.rstrip("/").endswith("/health") or path.startswith("/openai/")
+
+
+def openai_error_body(exc: PredictorError) -> dict[str, Any]:
+    return {"error": {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}}
+
+
+def error_response(exc: PredictorError, openai: bool) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    body = openai_error_body(exc) if openai else {"error": exc.message}
+    return JSONResponse(status_code=exc.status, content=body, headers=headers)
+
+
+def sse_error_frame(exc: BaseException) -> str:
+    """An error after a stream started: an SSE frame with the OpenAI error body (then the caller sends [DONE])."""
+    error = exc if isinstance(exc, PredictorError) else EngineFault("internal error while streaming")
+    return f"data: {json.dumps(openai_error_body(error))}\n\n"
+
+
+async def _predictor_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PredictorError)
+    if exc.status >= 500:
+        log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status, exc.message)
+    return error_response(exc, is_openai_path(request.url.path))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+    message = f"{loc}: {first.get('msg', 'invalid request')}" if loc else first.get("msg", "invalid request")
+    return error_response(InvalidRequest(message, param=loc), is_openai_path(request.url.path))
+
+
+def install(app: FastAPI) -> None:
+    """Register our handlers; Starlette picks the most specific class, so kserve's own types keep theirs."""
+    app.add_exception_handler(PredictorError, _predictor_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over the limit with 413 before they are buffered, whether or not Content-Length is sent."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLarge(f"request body exceeds the {self.max_bytes}-byte limit", param="body")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        exc = PayloadTooLarge(f"request body exceeds the {self.max_bytes}-byte limit", param="body")
+        response = error_response(exc, is_openai_path(scope.get("path", "")))
+        await response(scope, receive, send)

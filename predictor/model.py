@@ -1,0 +1,130 @@
+"""The ``kserve.Model`` that serves OCR over KServe v1, v2 REST and v2 gRPC.
+
+Weights load in the background (kserve's engine hook), so liveness answers at once while
+``/v1/models/{name}`` and ``/v2/models/{name}/ready`` answer 503 until the model is ready
+(reference/kserve.md §0.5). A failed load is logged and ends the process with a non-zero status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from functools import lru_cache
+from typing import Any
+
+import kserve
+from grpc_interceptor import exceptions as grpc_exc
+from kserve import InferRequest
+
+from predictor import kserve_io
+from predictor.config import Settings
+from predictor.errors import NotReady, PredictorError
+from predictor.kserve_io import ParsedRequest
+from predictor.runtime import Runtime, load_runtime
+
+log = logging.getLogger(__name__)
+
+_GRPC_BY_STATUS = {400: grpc_exc.InvalidArgument, 413: grpc_exc.InvalidArgument, 404: grpc_exc.NotFound,
+                   429: grpc_exc.ResourceExhausted, 503: grpc_exc.Unavailable, 504: grpc_exc.DeadlineExceeded}
+
+
+@lru_cache(maxsize=32)
+def _dual_class(cls: type[PredictorError]) -> type[PredictorError]:
+    """``cls`` that kserve's gRPC interceptor also maps to the right status code (it knows GrpcException)."""
+    grpc_cls = _GRPC_BY_STATUS.get(cls.status, grpc_exc.Internal)
+    return type(cls.__name__, (cls, grpc_cls), {})
+
+
+def for_kserve(exc: PredictorError) -> PredictorError:
+    dual = _dual_class(type(exc))(exc.message, param=exc.param, retry_after=exc.retry_after)
+    dual.details = exc.message  # what gRPC clients see
+    return dual
+
+
+class OcrModel(kserve.Model):
+    def __init__(self, settings: Settings):
+        super().__init__(settings.model_name)
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        # kserve's engine hook: start() marks the model registered, start_engine() loads in the background.
+        self.engine = True
+        self.ready = True
+
+    # ---- lifecycle ------------------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        return True  # weights load in start_engine, off the request path
+
+    async def start_engine(self) -> None:
+        try:
+            self.runtime = await asyncio.to_thread(load_runtime, self.settings)
+        except Exception as exc:  # noqa: BLE001 - any load failure must stop the process visibly
+            log.error("model load failed: %s", exc, exc_info=not isinstance(exc, PredictorError | RuntimeError))
+            logging.shutdown()
+            os._exit(1)
+        log.info("model %s ready", self.name)
+
+    def stop_engine(self) -> None:
+        if self.runtime is not None:
+            self.runtime.engine.stop()
+
+    async def healthy(self) -> bool:
+        return self.runtime is not None
+
+    def require_runtime(self) -> Runtime:
+        if self.runtime is None:
+            raise NotReady("the model is still loading; retry later", retry_after=10)
+        return self.runtime
+
+    # ---- metadata -------------------------------------------------------------------------------------------
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return kserve_io.V2_INPUTS
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return kserve_io.V2_OUTPUTS
+
+    # ---- inference ------------------------------------------------------------------------------------------
+
+    async def preprocess(self, payload: dict[str, Any] | bytes | InferRequest,
+                         headers: dict[str, str] | None = None) -> ParsedRequest:
+        try:
+            runtime = self.require_runtime()
+            if isinstance(payload, InferRequest):
+                return await asyncio.to_thread(kserve_io.parse_v2, payload, runtime.settings)
+            return await asyncio.to_thread(kserve_io.parse_v1, payload, runtime.settings)
+        except PredictorError as exc:
+            raise for_kserve(exc) from exc
+
+    async def predict(self, parsed: ParsedRequest, headers: dict[str, str] | None = None) -> Any:
+        try:
+            runtime = self.require_runtime()
+            if parsed.stream:
+                return self._stream_v1(runtime, parsed)
+            jobs = parsed.jobs
+            outputs = await runtime.service.run_many([j.image for j in jobs], [j.options for j in jobs])
+        except PredictorError as exc:
+            raise for_kserve(exc) from exc
+        if parsed.protocol == "v2":
+            return kserve_io.v2_response(parsed, outputs, self.name)
+        return kserve_io.v1_response(outputs, self.name)
+
+    async def _stream_v1(self, runtime: Runtime, parsed: ParsedRequest) -> AsyncIterator[str]:
+        """KServe v1 streaming: server-sent events with text deltas, then the full prediction."""
+        job = parsed.jobs[0]
+        stream = runtime.service.stream(job.image, job.options)
+        try:
+            async for item in stream:
+                if isinstance(item, str):
+                    yield f"data: {json.dumps({'text': item})}\n\n"
+                else:
+                    final = kserve_io.v1_response([item], self.name)["predictions"][0]
+                    yield f"data: {json.dumps(final)}\n\n"
+        except PredictorError as exc:
+            yield f"data: {json.dumps({'error': exc.message})}\n\n"
+        finally:
+            await stream.aclose()
+        yield "data: [DONE]\n\n"

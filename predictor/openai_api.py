@@ -1,0 +1,143 @@
+"""OpenAI-compatible routes on kserve's FastAPI app (kserve's own OpenAI layer needs vLLM; DESIGN decision 1).
+
+Routes live under ``/openai/v1`` (kserve's layout, prefix from ``KSERVE_OPENAI_ROUTE_PREFIX``) and ``/v1``.
+At ``/v1`` the model list and model routes are also KServe v1's: one response answers both protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from PIL import Image
+
+from predictor import openai_protocol as proto
+from predictor.documents import decode_image, image_from_base64
+from predictor.errors import InvalidRequest, ModelNotFound, NotReady, PredictorError
+from predictor.http_errors import sse_error_frame
+from predictor.model import OcrModel
+from predictor.remote_images import fetch_image
+from predictor.runtime import Runtime
+from predictor.service import OcrOutput
+
+OWNER = "deepseek-ai"
+
+
+def openai_prefix() -> str:
+    prefix = os.environ.get("KSERVE_OPENAI_ROUTE_PREFIX", "/openai")
+    prefix = prefix if not prefix or prefix.startswith("/") else "/" + prefix
+    return prefix.rstrip("/") + "/v1"
+
+
+class OpenAIRoutes:
+    def __init__(self, model: OcrModel):
+        self.model = model
+        self.created = int(time.time())
+
+    @property
+    def names(self) -> list[str]:
+        return self.model.settings.all_model_names
+
+    def runtime(self) -> Runtime:
+        return self.model.require_runtime()
+
+    # ---- models ---------------------------------------------------------------------------------------------
+
+    def _card(self, name: str, ready: bool) -> dict[str, Any]:
+        # OpenAI's Model fields plus KServe v1's name/ready, so both clients read the same response.
+        return {"id": name, "object": "model", "created": self.created, "owned_by": OWNER, "name": name,
+                "ready": ready}
+
+    async def list_models(self) -> dict[str, Any]:
+        ready = await self.model.healthy()
+        return {"object": "list", "data": [self._card(n, ready) for n in self.names], "models": self.names}
+
+    async def get_model(self, model_name: str) -> JSONResponse:
+        if model_name not in self.names:
+            raise ModelNotFound(f"model {model_name!r} does not exist; served: {', '.join(self.names)}",
+                                param="model")
+        if not await self.model.healthy():
+            raise NotReady(f"model {model_name} is loading", retry_after=10)
+        return JSONResponse(self._card(model_name, True))
+
+    async def health(self) -> JSONResponse:
+        if not await self.model.healthy():
+            raise NotReady("model is loading", retry_after=10)
+        runtime = self.runtime()
+        return JSONResponse({"status": "ok", "model": self.model.name, "family": runtime.family.name,
+                             "in_flight": runtime.engine.in_flight})
+
+    # ---- chat -----------------------------------------------------------------------------------------------
+
+    async def chat_completions(self, request: Request) -> Any:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(f"body is not valid JSON: {exc}", param=None) from exc
+        runtime = self.runtime()
+        chat = proto.parse_chat_request(body, runtime.settings.max_images_per_request)
+        if chat.model not in self.names:
+            raise ModelNotFound(f"model {chat.model!r} does not exist; served: {', '.join(self.names)}",
+                                param="model")
+        images = await asyncio.gather(*(self._image(url, i, runtime) for i, url in enumerate(chat.images)))
+        if chat.stream:
+            return StreamingResponse(self._stream(chat, images, runtime), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        outputs = await runtime.service.run_many(images, [chat.options] * len(images), chat.request_id)
+        return JSONResponse(proto.completion(chat, chat.model, outputs))
+
+    async def _image(self, url: str, index: int, runtime: Runtime) -> Image.Image:
+        field = f"image_url[{index}]"
+        settings = runtime.settings
+        if url.lower().startswith(("http://", "https://")):
+            data = await fetch_image(url, field, settings)
+            return await asyncio.to_thread(decode_image, data, field, settings.max_image_pixels)
+        return await asyncio.to_thread(image_from_base64, url, field, settings.max_body_bytes,
+                                       settings.max_image_pixels)
+
+    async def _stream(self, chat: proto.ChatRequest, images: list[Image.Image],
+                      runtime: Runtime) -> AsyncIterator[str]:
+        outputs: list[OcrOutput] = []
+        try:
+            yield proto.chunk(chat, chat.model, role=True, content="")
+            for page, image in enumerate(images):
+                if page:
+                    yield proto.chunk(chat, chat.model, content=proto.PAGE_SEPARATOR)
+                stream = runtime.service.stream(image, chat.options, chat.request_id)
+                try:
+                    async for item in stream:
+                        if isinstance(item, str):
+                            yield proto.chunk(chat, chat.model, content=item)
+                        else:
+                            outputs.append(item)
+                finally:
+                    await stream.aclose()
+            yield proto.chunk(chat, chat.model, finish=proto.finish_reason(outputs))
+            if chat.include_usage:
+                yield proto.chunk(chat, chat.model, usage=outputs)
+        except PredictorError as exc:
+            yield sse_error_frame(exc)
+        yield "data: [DONE]\n\n"
+
+
+def _route(router: APIRouter, path: str, handler: Callable[..., Any], methods: list[str]) -> None:
+    router.add_api_route(path, handler, methods=methods, include_in_schema=True)
+
+
+def register(app: FastAPI, model: OcrModel) -> OpenAIRoutes:
+    """Add the routes to kserve's app. Must run before ``ModelServer.start()`` so ours win on shared paths."""
+    routes = OpenAIRoutes(model)
+    for prefix in dict.fromkeys([openai_prefix(), "/v1"]):
+        router = APIRouter(prefix=prefix)
+        _route(router, "/chat/completions", routes.chat_completions, ["POST"])
+        _route(router, "/models", routes.list_models, ["GET"])
+        _route(router, "/models/{model_name}", routes.get_model, ["GET"])
+        app.include_router(router)
+    app.add_api_route("/health", routes.health, methods=["GET"])
+    return routes

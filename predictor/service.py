@@ -1,0 +1,124 @@
+"""One OCR request, whatever protocol it came by: options -> prompt -> preprocessing -> engine -> output.
+
+Preprocessing runs in a thread (never on the event loop, never in the model's worker thread) so that decode
+steps of the running batch are not held up by image resizing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from predictor import grounding, tasks
+from predictor.config import Settings
+from predictor.engine.engine import Engine
+from predictor.engine.types import Delta, GenerationResult, SamplingParams
+from predictor.errors import InvalidRequest
+from predictor.families.base import ImageOptions, ModelFamily, PreparedPrompt
+from predictor.options import OcrOptions
+
+
+@dataclass
+class OcrOutput:
+    text: str  # clean text (grounding tags removed) unless raw was asked for
+    raw_text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    image_tokens: int
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    rendered_png: str | None = None  # base64 PNG with the boxes drawn, when render was asked for
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens, "image_tokens": self.image_tokens}
+
+
+class OcrService:
+    def __init__(self, settings: Settings, family: ModelFamily, engine: Engine):
+        self.settings = settings
+        self.family = family
+        self.engine = engine
+
+    async def _prepare(self, image: Image.Image, options: OcrOptions) -> tuple[PreparedPrompt, SamplingParams]:
+        image_options = self.family.check_options(ImageOptions(mode=options.mode or self.settings.default_mode,
+                                                               max_crops=options.max_crops))
+        prompt = tasks.build_prompt(options.task, options.prompt, options.ref)
+        prepared = await asyncio.to_thread(self.family.prepare, image, prompt, image_options)
+        return prepared, self._sampling(prepared, options)
+
+    def _sampling(self, prepared: PreparedPrompt, options: OcrOptions) -> SamplingParams:
+        room = self.family.max_context - prepared.prompt_tokens
+        if room < 1:
+            raise InvalidRequest(f"the prompt takes {prepared.prompt_tokens} tokens and leaves no room in the "
+                                 f"{self.family.max_context}-token context; use a smaller mode", param="mode")
+        wanted = options.max_tokens or self.settings.default_max_tokens
+        max_new = min(wanted, self.settings.max_new_tokens, room)
+        return SamplingParams(
+            max_new_tokens=max_new, min_new_tokens=min(options.min_tokens, max_new), ignore_eos=options.ignore_eos,
+            temperature=options.temperature, top_p=options.top_p, seed=options.seed, stop=options.stop,
+            ngram_size=self.settings.ngram_size if options.ngram_size is None else options.ngram_size,
+            ngram_window=self.settings.ngram_window if options.ngram_window is None else options.ngram_window,
+        )
+
+    async def run(self, image: Image.Image, options: OcrOptions, request_id: str = "") -> OcrOutput:
+        self.engine.reserve()
+        try:
+            prepared, params = await self._prepare(image, options)
+            result = await self.engine.generate(prepared, params, request_id)
+        finally:
+            self.engine.release()
+        return await self._finish(image, options, result)
+
+    async def run_many(self, images: list[Image.Image], options: list[OcrOptions],
+                       request_id: str = "") -> list[OcrOutput]:
+        """Several images of one request run concurrently, so they share decode steps."""
+        return list(await asyncio.gather(*(self.run(img, opt, request_id) for img, opt in zip(images, options,
+                                                                                               strict=True))))
+
+    async def stream(self, image: Image.Image, options: OcrOptions,
+                     request_id: str = "") -> AsyncIterator[str | OcrOutput]:
+        """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
+        self.engine.reserve()
+        try:
+            prepared, params = await self._prepare(image, options)
+            cleaner = None if options.raw else grounding.StreamCleaner()
+            raw = ""
+            events = self.engine.events(prepared, params, stream=True, request_id=request_id)
+            try:
+                async for event in events:
+                    if isinstance(event, Delta):
+                        raw += event.text
+                        delta = event.text if cleaner is None else cleaner.feed(raw)
+                        if delta:
+                            yield delta
+                    elif isinstance(event, GenerationResult):
+                        output = await self._finish(image, options, event)
+                        if cleaner is not None:
+                            tail = cleaner.finish(event.text)
+                            if tail:
+                                yield tail
+                        yield output
+            finally:
+                await events.aclose()
+        finally:
+            self.engine.release()
+
+    async def _finish(self, image: Image.Image, options: OcrOptions, result: GenerationResult) -> OcrOutput:
+        parsed = grounding.parse(result.text, image.width, image.height)
+        output = OcrOutput(
+            text=result.text if options.raw else parsed.text, raw_text=result.text,
+            finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens, image_tokens=result.image_tokens,
+            blocks=[b.to_dict() for b in parsed.blocks],
+        )
+        if options.render:
+            png = await asyncio.to_thread(grounding.render, image, parsed.blocks)
+            output.rendered_png = base64.b64encode(png).decode("ascii")
+        return output

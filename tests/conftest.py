@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny random checkpoints of both families, built once per session, offline."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_v2_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from predictor.testing.tiny import build
+
+    return build(str(tmp_path_factory.mktemp("tiny-v2")), "v2")
+
+
+@pytest.fixture(scope="session")
+def tiny_v1_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from predictor.testing.tiny import build
+
+    return build(str(tmp_path_factory.mktemp("tiny-v1")), "v1")
+
+
+def page_image(size: tuple[int, int] = (640, 200), text: str = "Hello DeepSeek-OCR"):
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, "white")
+    ImageDraw.Draw(image).text((10, 10), text, fill="black")
+    return image
+
+
+def png_bytes(size: tuple[int, int] = (640, 200), text: str = "Hello DeepSeek-OCR") -> bytes:
+    buf = io.BytesIO()
+    page_image(size, text).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,220 @@
+"""KServe v1, v2 REST and v2 gRPC against a real server process, with kserve's own clients."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+from tests.conftest import png_bytes
+from tests.e2e.server import start_server
+
+MODEL = "deepseek-ocr"
+PNG = png_bytes()
+B64 = base64.b64encode(PNG).decode()
+
+
+def test_v1_predict_with_kserve_client(server):
+    async def call():
+        client = InferenceRESTClient(RESTConfig(protocol="v1"))
+        try:
+            ready = await client.is_model_ready(server.url, MODEL)
+            body = {"instances": [{"image": B64, "max_tokens": 8, "min_tokens": 8},
+                                  {"image": "data:image/png;base64," + B64, "prompt": "Free OCR.", "max_tokens": 4}]}
+            result = await client.infer(server.url, body, model_name=MODEL)
+        finally:
+            await client.close()
+        return ready, result
+
+    ready, result = asyncio.run(call())
+    assert ready is True
+    predictions = result["predictions"]
+    assert len(predictions) == 2
+    first = predictions[0]
+    assert isinstance(first["text"], str) and first["finish_reason"] == "length"
+    assert first["usage"]["completion_tokens"] == 8
+    assert first["usage"]["prompt_tokens"] == first["usage"]["image_tokens"] + 5  # BOS + "\nFree OCR."
+    assert predictions[1]["usage"]["completion_tokens"] <= 4
+
+
+def test_v1_raw_image_body(server):
+    r = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", content=PNG, headers={"Content-Type": "image/png"},
+                   timeout=60)
+    assert r.status_code == 200, r.text
+    prediction = r.json()["predictions"][0]
+    assert prediction["usage"]["image_tokens"] == 257 and prediction["finish_reason"] in ("stop", "length")
+
+
+def test_v1_alias_route(server):
+    r = httpx.post(f"{server.url}/v1/models/ocr-alias:predict", json={"instances": [{"image": B64, "max_tokens": 2}]},
+                   timeout=60)
+    assert r.status_code == 200, r.text
+
+
+def test_v2_rest_infer_with_kserve_client(server):
+    async def call():
+        client = InferenceRESTClient(RESTConfig(protocol="v2"))
+        try:
+            image = InferInput("image", [2], "BYTES", [B64, B64])
+            prompt = InferInput("prompt", [1], "BYTES", ["Free OCR."])
+            request = InferRequest(MODEL, infer_inputs=[image, prompt], parameters={"max_tokens": 6, "min_tokens": 6})
+            return await client.infer(server.url, request, model_name=MODEL)
+        finally:
+            await client.close()
+
+    response = asyncio.run(call())
+    outputs = {o.name: o for o in response.outputs}
+    assert response.id  # generated even though the client sent none
+    assert len(outputs["text"].data) == 2 and all(isinstance(t, str) for t in outputs["text"].data)
+    assert list(outputs["finish_reason"].data) == ["length", "length"]
+    usage = np.array(outputs["usage"].data).reshape(2, 3)
+    assert (usage[:, 1] == 6).all() and (usage[:, 2] == 257).all()
+
+
+def test_v2_metadata_lists_inputs_and_outputs(server):
+    meta = httpx.get(f"{server.url}/v2/models/{MODEL}", timeout=10).json()
+    assert {i["name"] for i in meta["inputs"]} == {"image", "prompt"}
+    assert {"text", "finish_reason", "blocks", "usage"} <= {o["name"] for o in meta["outputs"]}
+    assert httpx.get(f"{server.url}/v2/models/{MODEL}/ready", timeout=10).status_code == 200
+
+
+def test_v2_grpc_infer_raw_bytes(server):
+    async def call():
+        client = InferenceGRPCClient(server.grpc_target)
+        try:
+            image = InferInput("image", [1], "BYTES")
+            image.set_data_from_numpy(np.array([PNG], dtype=np.object_))
+            request = InferRequest(MODEL, infer_inputs=[image], parameters={"max_tokens": 5, "min_tokens": 5})
+            return await client.infer(request)
+        finally:
+            await client.close()
+
+    response = asyncio.run(call())
+    outputs = {o.name: o for o in response.outputs}
+    texts = outputs["text"].data
+    assert len(texts) == 1
+    assert list(outputs["finish_reason"].data) in (["length"], [b"length"])
+
+
+def test_health_answers_during_long_generation(server):
+    """Generation runs off the event loop: liveness/readiness answer while a long request is still running."""
+    body = {"instances": [{"image": B64, "max_tokens": 1500, "min_tokens": 1500, "ngram_size": 0}]}
+    finished = threading.Event()
+    result: dict = {}
+
+    def long_request():
+        result["response"] = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", json=body, timeout=300)
+        finished.set()
+
+    thread = threading.Thread(target=long_request)
+    thread.start()
+    time.sleep(1.0)  # let it get past prefill into decoding
+    timings = []
+    for path in ("/v2/health/live", f"/v1/models/{MODEL}", "/", f"/v2/models/{MODEL}/ready"):
+        start = time.perf_counter()
+        r = httpx.get(server.url + path, timeout=10)
+        timings.append(time.perf_counter() - start)
+        assert r.status_code == 200
+    answered_during = not finished.is_set()
+    thread.join()
+    assert result["response"].status_code == 200
+    assert result["response"].json()["predictions"][0]["usage"]["completion_tokens"] == 1500
+    assert answered_during, "health answered only after the generation finished"
+    print(f"health latencies during generation (ms): {[round(t * 1000, 1) for t in timings]}")
+
+
+BAD_V1 = [
+    ({"instances": [{"image": "not base64!!"}]}, "instances[0].image"),
+    ({"instances": [{"image": base64.b64encode(b"hello world").decode()}]}, "instances[0].image"),
+    ({"instances": [{"image": base64.b64encode(PNG[: len(PNG) // 2]).decode()}]}, "instances[0].image"),
+    ({"instances": []}, "instances"),
+    ({"instances": "x"}, "instances"),
+    ({"instances": [{"image": 5}]}, "instances[0].image"),
+    ({"instances": [{"image": B64, "max_tokens": "ten"}]}, "max_tokens"),
+    ({"instances": [{"image": B64, "max_tokens": 0}]}, "max_tokens"),
+    ({"instances": [{"image": B64, "mode": "gundam"}]}, "mode"),
+    ({"instances": [{"image": B64}] * 5}, "instances"),
+    ({"instances": [{"image": B64, "colour": "red"}]}, "colour"),
+    ({"instances": [{"prompt": "x"}]}, "instances[0].image"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_V1)
+def test_v1_bad_input_is_400_naming_the_field(server, body, field):
+    r = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", json=body, timeout=30)
+    assert r.status_code == 400, r.text
+    assert field in r.json()["error"]
+
+
+def test_v1_limits_pixels_and_body(server):
+    huge = png_bytes((5000, 5000))
+    r = httpx.post(f"{server.url}/v1/models/{MODEL}:predict",
+                   json={"instances": [{"image": base64.b64encode(huge).decode()}]}, timeout=30)
+    assert r.status_code == 400 and "pixel" in r.json()["error"]
+    r = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", content=b"x" * 9_000_000,
+                   headers={"Content-Type": "image/png"}, timeout=30)
+    assert r.status_code == 413
+    # the server is still healthy and serves a good request
+    good = httpx.post(f"{server.url}/v1/models/{MODEL}:predict",
+                      json={"instances": [{"image": B64, "max_tokens": 2}]}, timeout=60)
+    assert good.status_code == 200
+
+
+def test_v2_bad_input_is_400(server):
+    cases = [
+        ({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["@@@"]}]}, "image[0]"),
+        ({"inputs": [{"name": "picture", "shape": [1], "datatype": "BYTES", "data": [B64]}]}, "picture"),
+        ({"inputs": [{"name": "image", "shape": [1], "datatype": "FP32", "data": [1.0]}]}, "image"),
+        ({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [B64]}],
+          "parameters": {"mode": "tiny"}}, "mode"),
+    ]
+    for body, field in cases:
+        r = httpx.post(f"{server.url}/v2/models/{MODEL}/infer", json=body, timeout=30)
+        assert r.status_code == 400, (body, r.text)
+        assert field in r.json()["error"], r.text
+
+
+def test_readiness_503_until_loaded_and_failed_load_exits(tiny_v2_dir, tmp_path):
+    """config.json is a FIFO the server blocks on, so 'loading' lasts exactly as long as the test wants."""
+    gated = tmp_path / "gated"
+    gated.mkdir()
+    for name in os.listdir(tiny_v2_dir):
+        if name != "config.json":
+            os.symlink(os.path.join(tiny_v2_dir, name), gated / name)
+    os.mkfifo(gated / "config.json")
+    srv = start_server(str(gated), str(tmp_path / "gated.log"))
+    try:
+        srv.wait_live()
+        assert httpx.get(f"{srv.url}/v1/models/{MODEL}", timeout=5).status_code == 503
+        assert httpx.get(f"{srv.url}/v2/models/{MODEL}/ready", timeout=5).status_code == 503
+        r = httpx.post(f"{srv.url}/v1/models/{MODEL}:predict", json={"instances": [{"image": B64}]}, timeout=5)
+        assert r.status_code == 503
+        with open(gated / "config.json", "w", encoding="utf-8") as fifo:  # unblocks the loader
+            real = tmp_path / "config.json"
+            shutil.copy(os.path.join(tiny_v2_dir, "config.json"), real)
+            os.replace(real, gated / "config.json")  # later reads see a regular file
+            with open(os.path.join(tiny_v2_dir, "config.json"), encoding="utf-8") as src:
+                fifo.write(src.read())
+        srv.wait_ready(timeout=120)
+        assert httpx.get(f"{srv.url}/v1/models/{MODEL}", timeout=5).json()["ready"] is True
+    finally:
+        srv.stop()
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    bad = start_server(str(broken), str(tmp_path / "broken.log"))
+    try:
+        assert bad.process.wait(timeout=120) != 0
+        assert "unsupported checkpoint" in bad.log()
+    finally:
+        bad.stop()

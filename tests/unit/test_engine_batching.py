@@ -1,0 +1,178 @@
+"""The batching engine: greedy output identical alone and in a batch, failures isolated, slots freed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+from predictor.engine.engine import Engine
+from predictor.engine.types import Delta, GenerationResult, SamplingParams
+from predictor.errors import EngineFault, Overloaded
+from predictor.families.base import ImageOptions, LoadSettings
+from predictor.families.ocr2 import DeepseekOcr2Family
+from tests.conftest import page_image
+
+
+@pytest.fixture(scope="module")
+def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
+    fam = DeepseekOcr2Family()
+    fam.load(tiny_v2_dir, LoadSettings("cpu", torch.float32, "sdpa", None))
+    return fam
+
+
+def _engine(family, **kw) -> Engine:
+    args = dict(max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120.0)
+    args.update(kw)
+    engine = Engine(family, "cpu", **args)
+    engine.start()
+    return engine
+
+
+CASES = [((640, 200), "dynamic", 24), ((1000, 1400), "dynamic", 9), ((300, 900), "global", 17),
+         ((2000, 700), "dynamic", 31)]
+
+
+def _prepared(family, size, mode, text="Free OCR."):
+    return family.prepare(page_image(size, f"page {size}"), f"<image>\n{text}", ImageOptions(mode=mode))
+
+
+def _params(n: int, **kw) -> SamplingParams:
+    return SamplingParams(max_new_tokens=n, min_new_tokens=n, ngram_size=0, **kw)
+
+
+async def _run_all(engine: Engine, items):
+    async def one(prepared, params):
+        engine.reserve()
+        try:
+            return await engine.generate(prepared, params)
+        finally:
+            engine.release()
+    return await asyncio.gather(*(one(p, s) for p, s in items))
+
+
+def test_greedy_tokens_identical_alone_and_batched(family):
+    engine = _engine(family)
+    try:
+        items = [(_prepared(family, size, mode), _params(n)) for size, mode, n in CASES]
+        alone = [asyncio.run(_run_all(engine, [item]))[0] for item in items]
+        batched = asyncio.run(_run_all(engine, items))
+    finally:
+        engine.stop()
+    for a, b, (_, _, n) in zip(alone, batched, CASES, strict=True):
+        assert len(a.token_ids) == n
+        assert a.token_ids == b.token_ids
+        assert a.text == b.text
+    assert engine.worker.steps > 0
+
+
+def test_matches_transformers_generate(family):
+    prepared = _prepared(family, (640, 200), "dynamic")
+    with torch.no_grad():
+        ref = family.model.generate(**prepared.inputs, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    expected = ref[0, prepared.prompt_tokens:].tolist()
+    engine = _engine(family)
+    try:
+        got = asyncio.run(_run_all(engine, [(prepared, _params(12))]))[0]
+    finally:
+        engine.stop()
+    assert got.token_ids == expected
+
+
+def test_poisoned_request_fails_alone(family):
+    engine = _engine(family)
+    good = [(_prepared(family, size, mode), _params(n)) for size, mode, n in CASES[:2]]
+    bad = _prepared(family, (640, 200), "dynamic")
+    bad.inputs["pixel_values"] = bad.inputs["pixel_values"][:, :, :100, :100]  # fails inside the vision tower
+
+    async def scenario():
+        async def one(prepared, params):
+            engine.reserve()
+            try:
+                return await engine.generate(prepared, params)
+            except Exception as exc:  # noqa: BLE001
+                return exc
+            finally:
+                engine.release()
+        return await asyncio.gather(one(*good[0]), one(bad, _params(5)), one(*good[1]))
+
+    try:
+        alone = [asyncio.run(_run_all(engine, [item]))[0] for item in good]
+        first, poisoned, second = asyncio.run(scenario())
+    finally:
+        engine.stop()
+    assert isinstance(poisoned, EngineFault)
+    assert first.token_ids == alone[0].token_ids and second.token_ids == alone[1].token_ids
+    assert engine.in_flight == 0
+
+
+def test_queue_full_is_429(family):
+    engine = Engine(family, "cpu", max_batch_size=1, max_batch_tokens=10_000, max_queue=1, request_timeout=60)
+    engine.reserve()
+    engine.reserve()
+    with pytest.raises(Overloaded) as info:
+        engine.reserve()
+    assert info.value.status == 429 and info.value.retry_after
+    engine.release()
+    engine.reserve()  # a freed slot is usable again
+
+
+def test_cancelled_stream_frees_its_row(family):
+    engine = _engine(family)
+    prepared = _prepared(family, (640, 200), "dynamic")
+
+    async def scenario():
+        engine.reserve()
+        events = engine.events(prepared, _params(2000), stream=True)
+        got = 0
+        async for event in events:
+            assert isinstance(event, Delta | GenerationResult)
+            got += 1
+            if got == 3:
+                break
+        await events.aclose()
+        engine.release()
+        for _ in range(100):
+            if not engine.worker.rows:
+                break
+            await asyncio.sleep(0.02)
+        return got
+
+    try:
+        assert asyncio.run(scenario()) == 3
+        assert engine.worker.rows == [] and engine.worker.batch.rows == 0
+        assert engine.in_flight == 0
+    finally:
+        engine.stop()
+
+
+def test_stop_string_and_streaming_concatenation(family):
+    engine = _engine(family)
+    prepared = _prepared(family, (640, 200), "dynamic")
+
+    async def collect(params, stream):
+        engine.reserve()
+        deltas, result = [], None
+        try:
+            async for event in engine.events(prepared, params, stream=stream):
+                if isinstance(event, Delta):
+                    deltas.append(event.text)
+                else:
+                    result = event
+        finally:
+            engine.release()
+        return "".join(deltas), result
+
+    try:
+        streamed, result = asyncio.run(collect(_params(40), True))
+        assert streamed == result.text and len(result.token_ids) == 40
+        plain = asyncio.run(collect(_params(40), False))[1]
+        assert plain.text == result.text
+        stop = result.text[len(result.text) // 2:][:3]
+        if stop:
+            cut_stream, cut = asyncio.run(collect(_params(40, stop=(stop,)), True))
+            assert cut.finish_reason == "stop" and stop not in cut.text
+            assert cut_stream == cut.text and result.text.startswith(cut.text)
+    finally:
+        engine.stop()
