@@ -38,7 +38,11 @@ _META = jsonschema.Draft7Validator(
             "namespace": {"type": "string"},
             "labels": {
                 "type": "object",
-                "additionalProperties": {"type": "string", "maxLength": 63, "pattern": r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"},
+                "additionalProperties": {
+                    "type": "string",
+                    "maxLength": 63,
+                    "pattern": r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+                },
             },
             "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
         },

@@ -343,7 +343,10 @@ def test_scrape_annotations_can_be_turned_off():
 def test_common_labels_and_annotations_are_strings():
     docs = render(
         # strings that YAML would read back as a number / bool unless the templates quote them
-        set_json={"commonLabels": '{"team": "ocr", "cost-center": "1234"}', "annotations": '{"owner": "42", "flag": "true"}'}
+        set_json={
+            "commonLabels": '{"team": "ocr", "cost-center": "1234"}',
+            "annotations": '{"owner": "42", "flag": "true"}',
+        }
     )
     for d in docs:
         assert d["metadata"]["labels"]["cost-center"] == "1234"
@@ -366,7 +369,10 @@ def test_fullname_override_names_everything():
 def test_every_ci_variant_renders_and_validates(ci_values):
     for f in ci_values:
         docs = render(f)  # render() asserts the validator found no error
-        assert isvc(docs)["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] in {"RawDeployment", "Standard"}
+        assert isvc(docs)["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] in {
+            "RawDeployment",
+            "Standard",
+        }
         r = container(docs)["resources"]
         for section in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(r[section]), (f.name, section)

@@ -91,7 +91,9 @@ def test_template_cross_checks(tmp_path, set_values, words):
 
 
 def test_none_mode_ignores_max_below_min():
-    docs = manifests.render(set_values={"autoscaling.mode": "none", "autoscaling.minReplicas": "3", "autoscaling.maxReplicas": "1"})
+    docs = manifests.render(
+        set_values={"autoscaling.mode": "none", "autoscaling.minReplicas": "3", "autoscaling.maxReplicas": "1"}
+    )
     assert manifests.validate_all(docs) == []
 
 
@@ -100,7 +102,9 @@ def test_lint_strict_passes_defaults_and_fails_bad_values():
     ok = subprocess.run([helm, "lint", "--strict", str(manifests.CHART)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = subprocess.run(
-        [helm, "lint", "--strict", str(manifests.CHART), "--set", "autoscaling.mode=kpa"], capture_output=True, text=True
+        [helm, "lint", "--strict", str(manifests.CHART), "--set", "autoscaling.mode=kpa"],
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode != 0
     assert "autoscaling/mode" in bad.stdout + bad.stderr
