@@ -88,11 +88,14 @@ class OcrService:
         self.engine.reserve()
         try:
             prepared, params = await self._prepare(image, options)
-            cleaner = None if options.raw else grounding.StreamCleaner()
+            labels_only = _labels_are_text(options)
+            cleaner = None if options.raw or labels_only else grounding.StreamCleaner()
             raw = ""
             events = self.engine.events(prepared, params, stream=True, request_id=request_id)
             try:
                 async for event in events:
+                    if isinstance(event, Delta) and labels_only:
+                        continue  # the text is only known once the grounding tags are complete
                     if isinstance(event, Delta):
                         raw += event.text
                         delta = event.text if cleaner is None else cleaner.feed(raw)
@@ -100,10 +103,9 @@ class OcrService:
                             yield delta
                     elif isinstance(event, GenerationResult):
                         output = await self._finish(image, options, event)
-                        if cleaner is not None:
-                            tail = cleaner.finish(event.text)
-                            if tail:
-                                yield tail
+                        tail = output.text if labels_only else cleaner.finish(event.text) if cleaner else ""
+                        if tail:
+                            yield tail
                         yield output
             finally:
                 await events.aclose()
@@ -112,8 +114,11 @@ class OcrService:
 
     async def _finish(self, image: Image.Image, options: OcrOptions, result: GenerationResult) -> OcrOutput:
         parsed = grounding.parse(result.text, image.width, image.height)
+        text = parsed.text
+        if _labels_are_text(options):
+            text = "\n".join(b.label for b in parsed.blocks) or parsed.text
         output = OcrOutput(
-            text=result.text if options.raw else parsed.text, raw_text=result.text,
+            text=result.text if options.raw else text, raw_text=result.text,
             finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens, image_tokens=result.image_tokens,
             blocks=[b.to_dict() for b in parsed.blocks],
@@ -122,3 +127,9 @@ class OcrService:
             png = await asyncio.to_thread(grounding.render, image, parsed.blocks)
             output.rendered_png = base64.b64encode(png).decode("ascii")
         return output
+
+
+def _labels_are_text(options: OcrOptions) -> bool:
+    """With the `grounding` task ("OCR this image.") each ref label IS the recognised text of its box, so the
+    clean text is the labels, one per line (with `markdown`, labels are layout classes and the text follows)."""
+    return options.task == "grounding" and options.prompt is None and not options.raw

@@ -109,3 +109,16 @@ class ModelFamily(abc.ABC):
         """Context length of the text model (prompt + generated tokens)."""
         text_config = getattr(self.model.config, "text_config", self.model.config)
         return int(getattr(text_config, "max_position_embeddings", 8192))
+
+
+def special_token_ids(tokenizer: Any) -> dict[str, int | None]:
+    """The ids a translated config needs, read from the checkpoint's tokenizer (never the real model's constants)."""
+    image_id = tokenizer.convert_tokens_to_ids("<image>")
+    if image_id is None or image_id == tokenizer.unk_token_id:
+        image_id = None
+    return {
+        "image_token_id": image_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }

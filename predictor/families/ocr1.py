@@ -16,7 +16,7 @@ from PIL import Image
 
 from predictor.errors import InvalidRequest, LoadError
 from predictor.families import v1_images
-from predictor.families.base import ImageOptions, LoadSettings, ModelFamily, PreparedPrompt
+from predictor.families.base import ImageOptions, LoadSettings, ModelFamily, PreparedPrompt, special_token_ids
 from predictor.families.v1_config import is_v1_config, translate_v1_config
 
 IMAGE_TOKEN = "<image>"
@@ -55,7 +55,7 @@ class DeepseekOcrV1Family(ModelFamily):
         if settings.experts_implementation:
             kwargs["experts_implementation"] = settings.experts_implementation
         if raw.get("model_type") != "unlimited_ocr":
-            kwargs["config"] = translate_v1_config(raw, _token_ids(tokenizer))
+            kwargs["config"] = translate_v1_config(raw, special_token_ids(tokenizer))
         try:
             model, info = UnlimitedOcrForConditionalGeneration.from_pretrained(path, **kwargs)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
@@ -126,18 +126,6 @@ def _read_config(path: str) -> dict[str, Any]:
             return json.load(f)
     except (OSError, ValueError) as exc:
         raise LoadError(f"cannot read {path}/config.json: {exc}") from exc
-
-
-def _token_ids(tokenizer: Any) -> dict[str, int | None]:
-    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    if image_id is None or image_id == tokenizer.unk_token_id:
-        image_id = None
-    return {
-        "image_token_id": image_id,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
 
 
 def _check_vocab(model: Any, tokenizer: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image
 
 from predictor.errors import LoadError
-from predictor.families.base import ImageOptions, LoadSettings, ModelFamily, PreparedPrompt
+from predictor.families.base import ImageOptions, LoadSettings, ModelFamily, PreparedPrompt, special_token_ids
 
 GLOBAL_SIZE = 1024
 TILE_SIZE = 768
@@ -42,26 +42,40 @@ class DeepseekOcr2Family(ModelFamily):
         return is_original_ocr2_config(config)
 
     def load(self, path: str, settings: LoadSettings) -> None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
             raw_config = json.load(f)
-        kwargs: dict[str, Any] = {"dtype": settings.dtype, "attn_implementation": settings.attn_implementation}
+        kwargs: dict[str, Any] = {"dtype": settings.dtype, "attn_implementation": settings.attn_implementation,
+                                  # report wrong-shaped tensors by name below instead of a generic error
+                                  "ignore_mismatched_sizes": True, "output_loading_info": True}
         if settings.experts_implementation:
             kwargs["experts_implementation"] = settings.experts_implementation
-        if raw_config.get("model_type") != "deepseek_ocr2":
-            from predictor.families.ocr2_original import translate_original_ocr2_config
-
-            kwargs["config"] = translate_original_ocr2_config(raw_config)
         try:
-            self.processor = AutoProcessor.from_pretrained(path, backend="pil")
-            model, info = AutoModelForImageTextToText.from_pretrained(path, output_loading_info=True, **kwargs)
-        except (OSError, ValueError, KeyError) as exc:
+            self.processor = self._load_processor(path, raw_config)
+            if raw_config.get("model_type") != "deepseek_ocr2":
+                from predictor.families.ocr2_original import translate_original_ocr2_config
+
+                token_ids = special_token_ids(self.processor.tokenizer)
+                kwargs["config"] = translate_original_ocr2_config(raw_config, token_ids)
+            model, info = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
             raise LoadError(f"cannot load DeepSeek-OCR-2 from {path}: {exc}") from exc
         _raise_on_bad_keys(info, path)
         self.model = model.to(settings.device).eval()
         self.model.generation_config.disable_compile = True
         self.tokenizer = self.processor.tokenizer
+
+    @staticmethod
+    def _load_processor(path: str, raw_config: dict[str, Any]) -> Any:
+        from transformers import AutoProcessor, AutoTokenizer, DeepseekOcr2ImageProcessorPil, DeepseekOcr2Processor
+
+        if raw_config.get("model_type") == "deepseek_ocr2":
+            return AutoProcessor.from_pretrained(path, backend="pil")
+        # The original layout ships only a tokenizer (and an older processor config for its remote code):
+        # build the native processor with the real geometry around that tokenizer.
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return DeepseekOcr2Processor(image_processor=DeepseekOcr2ImageProcessorPil(), tokenizer=tokenizer)
 
     def _processor_kwargs(self, options: ImageOptions) -> dict[str, Any]:
         if (options.mode or self.default_mode) == "global":

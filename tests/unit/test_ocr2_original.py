@@ -140,3 +140,23 @@ def test_original_layout_loads_through_the_conversion_mapping(original_checkpoin
         expected = reference(**inputs).logits
         actual = model.eval()(**inputs).logits
     assert torch.equal(expected, actual)
+
+
+def test_family_serves_the_original_layout(original_checkpoint):
+    """The v2 family detects the original layout, builds the native processor and runs a prefill."""
+    from PIL import Image
+
+    from predictor.families.base import ImageOptions, LoadSettings
+    from predictor.families.ocr2 import DeepseekOcr2Family
+    from predictor.runtime import detect_family
+
+    path, _, tokenizer, _, _ = original_checkpoint
+    assert detect_family(path) is DeepseekOcr2Family
+    family = DeepseekOcr2Family()
+    family.load(path, LoadSettings("cpu", torch.float32, "sdpa", None))
+    prepared = family.prepare(Image.new("RGB", (900, 500), "white"), "<image>\nFree OCR.", ImageOptions())
+    assert prepared.image_tokens == 256 + 144 * 2 + 1  # 2 tiles of 768 for a 900x500 page
+    with torch.no_grad():
+        out = family.model(**prepared.inputs, use_cache=True, logits_to_keep=1)
+    assert out.logits.shape[-1] == family.model.config.text_config.vocab_size
+    assert family.tokenizer.convert_tokens_to_ids("<image>") == family.model.config.image_token_id

@@ -1,0 +1,126 @@
+"""The app in-process: protocols share one engine, errors map in one place, backpressure answers 429."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import httpx
+import pytest
+
+from tests.conftest import png_bytes
+
+B64 = base64.b64encode(png_bytes()).decode()
+MODEL = "deepseek-ocr"
+
+
+def _client(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app", timeout=120)
+
+
+def _chat(**extra) -> dict:
+    return {"model": MODEL, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + B64}}]}], **extra}
+
+
+@pytest.fixture()
+def app(app_model):
+    return app_model[0]
+
+
+def test_v1_and_openai_agree_on_greedy_text(app):
+    async def run():
+        async with _client(app) as client:
+            v1 = await client.post(f"/v1/models/{MODEL}:predict",
+                                   json={"instances": [{"image": B64, "max_tokens": 10, "min_tokens": 10}]})
+            chat = await client.post("/v1/chat/completions", json=_chat(max_tokens=10, min_tokens=10))
+            return v1, chat
+
+    v1, chat = asyncio.run(run())
+    assert v1.status_code == 200 and chat.status_code == 200, (v1.text, chat.text)
+    assert v1.json()["predictions"][0]["text"] == chat.json()["choices"][0]["message"]["content"]
+    assert chat.json()["ocr"]["pages"][0]["image_tokens"] == 257
+
+
+def test_queue_full_gets_429_with_retry_after(app):
+    """Capacity is one request (batch 1, queue 0): a second concurrent request is refused, then served."""
+
+    async def run():
+        async with _client(app) as client:
+            long = asyncio.create_task(client.post("/v1/chat/completions",
+                                                   json=_chat(max_tokens=1500, min_tokens=1500, ngram_size=0)))
+            await asyncio.sleep(1.0)
+            refused = await client.post("/v1/chat/completions", json=_chat(max_tokens=2))
+            refused_v1 = await client.post(f"/v1/models/{MODEL}:predict", json={"instances": [{"image": B64}]})
+            first = await long
+            after = await client.post("/v1/chat/completions", json=_chat(max_tokens=2))
+            return refused, refused_v1, first, after
+
+    refused, refused_v1, first, after = asyncio.run(run())
+    assert first.status_code == 200
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert refused_v1.status_code == 429 and "capacity" in refused_v1.json()["error"]
+    assert after.status_code == 200
+
+
+def test_in_flight_gauge_returns_to_zero_after_burst(app_model):
+    app, model = app_model
+
+    async def run():
+        async with _client(app) as client:
+            return await asyncio.gather(*(client.post("/v1/chat/completions", json=_chat(max_tokens=3))
+                                          for _ in range(6)))
+
+    statuses = sorted(r.status_code for r in asyncio.run(run()))
+    assert set(statuses) <= {200, 429} and 200 in statuses
+    assert model.runtime.engine.in_flight == 0
+    from prometheus_client import REGISTRY
+
+    assert REGISTRY.get_sample_value("deepseek_ocr_requests_in_flight") == 0
+
+
+def test_streaming_error_frame_after_start(app_model, monkeypatch):
+    """An error after the stream started is an SSE error frame followed by [DONE], never a broken socket."""
+    app, model = app_model
+    from predictor.errors import EngineFault
+
+    async def broken_events(*args, **kwargs):
+        raise EngineFault("the model failed on this input")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(model.runtime.engine, "events", broken_events)
+
+    async def run():
+        async with _client(app) as client:
+            return await client.post("/openai/v1/chat/completions", json=_chat(stream=True))
+
+    response = asyncio.run(run())
+    frames = [line for line in response.text.splitlines() if line.startswith("data: ")]
+    assert response.status_code == 200
+    assert '"role":"assistant"' in frames[0]
+    assert '"error"' in frames[-2] and "failed on this input" in frames[-2]
+    assert frames[-1] == "data: [DONE]"
+
+
+def test_unknown_route_fields_are_ignored_like_openai(app):
+    async def run():
+        async with _client(app) as client:
+            return await client.post("/v1/chat/completions", json=_chat(max_tokens=2, user="u1", metadata={"a": 1},
+                                                                          frequency_penalty=0))
+
+    assert asyncio.run(run()).status_code == 200
+
+
+def test_body_limit_without_content_length(app):
+    async def chunks():
+        for _ in range(30):
+            yield b"x" * 100_000
+
+    async def run():
+        async with _client(app) as client:
+            return await client.post(f"/v1/models/{MODEL}:predict", content=chunks(),
+                                     headers={"Content-Type": "image/png"})
+
+    response = asyncio.run(run())
+    assert response.status_code == 413
