@@ -313,6 +313,12 @@ def test_tailscale_load_balancer():
     assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "predictor"
 
 
+def test_tailscale_needs_kubernetes_1_24():
+    with pytest.raises(manifests.RenderError, match=r"tailscale.enabled needs Kubernetes >= 1.24"):
+        manifests.render(CI / "tailscale-values.yaml", extra_args=("--kube-version", "1.23.5"))
+    assert render(CI / "tailscale-values.yaml", extra_args=("--kube-version", "1.24.0"))
+
+
 def test_monitoring_podmonitor_and_networkpolicy():
     docs = render(CI / "monitoring-values.yaml")
     pm = one(docs, "PodMonitor")

