@@ -29,6 +29,9 @@ if [[ "${CHART_TEST_SKIP_APISERVER:-0}" == 1 ]]; then
 else
   scripts/install-k8s-tools.sh --apiserver
 fi
+# the python with the predictor's dependencies (for the CLI-flag cross-check), found before the venv shadows it
+PREDICTOR_PYTHON="${PREDICTOR_PYTHON:-$(command -v python3)}"
+export PREDICTOR_PYTHON
 export PATH="$ROOT/.venv-chart/bin:$PATH"
 PY="$ROOT/.venv-chart/bin/python"
 helm version --short

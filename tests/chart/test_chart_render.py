@@ -209,7 +209,7 @@ def test_none_mode_standard_fixed_replicas_cpu_only():
     a = args(docs)
     assert (a["device"], a["dtype"]) == ("cpu", "float32")
     assert "grpc_port" not in a and [p["name"] for p in container(docs)["ports"]] == ["http"]
-    assert container(docs)["args"][-1] == "--log_level=debug"
+    assert container(docs)["args"][-1] == "--enable_latency_logging=true"
     assert env(docs)["OMP_NUM_THREADS"]["value"] == "4"
     assert a["allow_remote_images"] == "true" and a["remote_image_hosts"] == "images.example.org"
     v = volumes(docs)
