@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from predictor.engine.ngram import NGramGuard
+from predictor.engine.ngram_rolling import RollingNGramGuard
 from predictor.engine.types import SamplingParams
 
 
@@ -18,7 +18,8 @@ class RowSampler:
     def __init__(self, params: SamplingParams, eos_token_id: int, whitelist: frozenset[int], device: Any):
         self.params = params
         self.eos = eos_token_id
-        self.guard = NGramGuard(params.ngram_size, params.ngram_window, whitelist) if params.ngram_size else None
+        self.guard = (RollingNGramGuard(params.ngram_size, params.ngram_window, whitelist)
+                      if params.ngram_size else None)
         self.generator: torch.Generator | None = None
         if params.temperature > 0:
             self.generator = torch.Generator(device=device)
@@ -27,12 +28,19 @@ class RowSampler:
             else:
                 self.generator.seed()
 
-    def choose(self, logits: torch.Tensor, generated: list[int]) -> int:
-        """``logits``: the float32 1-D row of the last position. Modified in place."""
-        if self.guard is not None:
-            self.guard.apply(generated, logits)
+    def choose(self, logits: torch.Tensor, generated: list[int], hint: int | None = None) -> int:
+        """``logits``: the float32 1-D row of the last position (may be modified in place).
+
+        ``hint`` is the row's unmasked argmax, computed once for the whole batch: for greedy rows it is the answer
+        whenever it is not banned, since masking other tokens cannot change the maximum.
+        """
+        banned = self.guard.banned(generated) if self.guard is not None else set()
         if self.params.ignore_eos or len(generated) < self.params.min_new_tokens:
-            logits[self.eos] = float("-inf")
+            banned.add(self.eos)
+        if self.generator is None and hint is not None and hint not in banned:
+            return hint
+        if banned:
+            logits[list(banned)] = float("-inf")
         if self.generator is None:
             return int(torch.argmax(logits))
         return self._sample(logits)

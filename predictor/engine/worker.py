@@ -187,10 +187,11 @@ class Worker:
             return
         self.steps += 1
         logits = out.logits[:, -1].float()
+        hints = logits.argmax(dim=-1).tolist()  # one device sync for the whole batch
         done = []
         for i, row in enumerate(self.rows):
             row.position += 1
-            if self._accept(row, row.sampler.choose(logits[i], row.generated)):
+            if self._accept(row, row.sampler.choose(logits[i], row.generated, hints[i])):
                 done.append(i)
         if done:
             self._finish_rows(done)

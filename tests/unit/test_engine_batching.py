@@ -196,3 +196,23 @@ def test_grounding_task_text_is_the_labels(family):
     plain = asyncio.run(service._finish(image, OcrOptions(task="markdown"), result))
     assert plain.text == "" and len(plain.blocks) == 2
     assert not _labels_are_text(OcrOptions(task="grounding", raw=True))
+
+
+def test_repetition_guard_applies_per_row(family):
+    """With a 3-gram guard over a 400-token window no 3-gram repeats; without it the random model loops."""
+    engine = _engine(family)
+    prepared = _prepared(family, (640, 200), "dynamic")
+    guarded = SamplingParams(max_new_tokens=150, min_new_tokens=150, ngram_size=3, ngram_window=400)
+    free = _params(150)
+    try:
+        with_guard, without = asyncio.run(_run_all(engine, [(prepared, guarded), (prepared, free)]))
+    finally:
+        engine.stop()
+    whitelist = engine.worker.whitelist
+
+    def repeats(ids):
+        grams = [tuple(ids[i:i + 3]) for i in range(len(ids) - 2) if ids[i + 2] not in whitelist]
+        return len(grams) - len(set(grams))
+
+    assert repeats(with_guard.token_ids) == 0
+    assert repeats(without.token_ids) > 0  # the same prompt loops without the guard

@@ -1,0 +1,158 @@
+"""Batching benchmark: the same pages at concurrency 1 and C, side by side in one run, through the real service
+(preprocessing + engine), with fixed output lengths (min_tokens = max_tokens). Prints one JSON line.
+
+    python bench/bench_batching.py                         # tiny DeepSeek-OCR-2, CPU, 512 tokens, C=8
+    python bench/bench_batching.py --tiny v1 --tokens 256
+    python bench/bench_batching.py --checkpoint /mnt/models --device cuda --concurrency 1 8 32
+    python bench/bench_batching.py --full-size v1 --device cuda --concurrency 1 8 32   # random bf16 weights
+
+Also measures the time to first token of a short request sent while a long one generates, against the same
+short request on an idle engine. Ratios are what to compare; absolute numbers on a shared CPU are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from bench.full_size import full_size_family  # noqa: E402
+from predictor.config import Settings  # noqa: E402
+from predictor.engine.engine import Engine  # noqa: E402
+from predictor.options import OcrOptions  # noqa: E402
+from predictor.runtime import load_runtime  # noqa: E402
+from predictor.service import OcrService  # noqa: E402
+
+NGRAM = 30  # the server default guard (30/90) runs, as in production
+
+
+def pages(n: int) -> list[Any]:
+    from PIL import Image, ImageDraw
+
+    out = []
+    for i in range(n):
+        image = Image.new("RGB", (640, 480), "white")
+        draw = ImageDraw.Draw(image)
+        for line in range(12):
+            draw.text((20, 20 + 36 * line), f"Page {i} line {line}: the quick brown fox {i * line}", fill="black")
+        out.append(image)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run_level(service: OcrService, images: list[Any], concurrency: int, tokens: int) -> dict[str, float]:
+    options = OcrOptions(max_tokens=tokens, min_tokens=tokens, ngram_size=NGRAM)
+    semaphore = asyncio.Semaphore(concurrency)
+    ttfts: list[float] = []
+    latencies: list[float] = []
+
+    async def one(image: Any) -> int:
+        async with semaphore:
+            start = time.perf_counter()
+            first = None
+            generated = 0
+            async for item in service.stream(image, options):
+                if isinstance(item, str):
+                    first = first or time.perf_counter()
+                else:
+                    generated = item.completion_tokens
+            ttfts.append((first or time.perf_counter()) - start)
+            latencies.append(time.perf_counter() - start)
+            return generated
+
+    start = time.perf_counter()
+    counts = await asyncio.gather(*(one(img) for img in images))
+    wall = time.perf_counter() - start
+    return {"tokens_per_s": sum(counts) / wall, "pages_per_s": len(images) / wall, "wall_s": wall,
+            "ttft_p50_s": statistics.median(ttfts), "ttft_p95_s": pct(ttfts, 0.95),
+            "latency_p50_s": statistics.median(latencies), "latency_p95_s": pct(latencies, 0.95),
+            "generated_tokens": sum(counts)}
+
+
+async def short_ttft(service: OcrService, image: Any, long_tokens: int, repeats: int = 3) -> dict[str, float]:
+    """TTFT of a short request on an idle engine vs while a long generation runs."""
+    short = OcrOptions(max_tokens=8, min_tokens=8, ngram_size=NGRAM)
+
+    async def ttft() -> float:
+        start = time.perf_counter()
+        async for item in service.stream(image, short):
+            if isinstance(item, str):
+                return time.perf_counter() - start
+        return time.perf_counter() - start
+
+    idle = [await ttft() for _ in range(repeats)]
+    long = asyncio.create_task(service.run(image, OcrOptions(max_tokens=long_tokens, min_tokens=long_tokens,
+                                                             ngram_size=NGRAM)))
+    await asyncio.sleep(0.5)
+    busy = [await ttft() for _ in range(repeats)]
+    still_running = not long.done()
+    await long
+    return {"idle_ttft_s": statistics.median(idle), "busy_ttft_s": statistics.median(busy),
+            "busy_over_idle": statistics.median(busy) / statistics.median(idle), "long_was_running": still_running}
+
+
+def build_service(args: argparse.Namespace, max_batch: int) -> OcrService:
+    if args.full_size:
+        settings = Settings(device=args.device, max_batch_size=max_batch, max_new_tokens=8192)
+        family, device = full_size_family(args.full_size, args.device)
+        engine = Engine(family, device, max_batch_size=max_batch, max_batch_tokens=10**7, max_queue=10**4,
+                        request_timeout=3600)
+        engine.start()
+        return OcrService(settings, family, engine)
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        from predictor.testing.tiny import build
+
+        checkpoint = build(tempfile.mkdtemp(prefix="bench-tiny-"), args.tiny)
+    settings = Settings(model_dir=checkpoint, device=args.device, max_batch_size=max_batch,
+                        max_batch_tokens=10**7, max_queue=10**4, request_timeout=3600)
+    return load_runtime(settings).service
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    levels = sorted(set(args.concurrency))
+    service = build_service(args, max(levels))
+    images = pages(args.pages or max(levels))
+    await run_level(service, images[:1], 1, 4)  # warm-up
+    result: dict[str, Any] = {"device": service.engine.worker.device, "family": service.family.name,
+                              "tokens_per_request": args.tokens, "pages": len(images)}
+    for level in levels:
+        result[f"c{level}"] = await run_level(service, images, level, args.tokens)
+    base = result[f"c{levels[0]}"]["tokens_per_s"]
+    for level in levels[1:]:
+        result[f"speedup_c{level}_over_c{levels[0]}"] = result[f"c{level}"]["tokens_per_s"] / base
+    result["short_during_long"] = await short_ttft(service, images[0], args.long_tokens)
+    service.engine.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="checkpoint directory (default: a freshly built tiny one)")
+    parser.add_argument("--tiny", choices=("v1", "v2"), default="v2")
+    parser.add_argument("--full-size", choices=("v1", "v2"), help="real architecture, random weights (GPU)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--tokens", type=int, default=512)
+    parser.add_argument("--pages", type=int, default=0, help="pages per level (default: the largest concurrency)")
+    parser.add_argument("--long-tokens", type=int, default=1000)
+    args = parser.parse_args()
+    if 1 not in args.concurrency:
+        args.concurrency = [1, *args.concurrency]
+    print(json.dumps(asyncio.run(main_async(args)), default=str))
+
+
+if __name__ == "__main__":
+    main()
