@@ -306,3 +306,42 @@ def test_server_rejects_unknown_field(cluster):
     isvc["spec"]["predictor"]["replicas"] = 2  # not a field: minReplicas/maxReplicas are
     proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(isvc), check=False)
     assert proc.returncode != 0 and "replicas" in proc.stderr, proc.stdout + proc.stderr
+
+
+def _notes(cluster, *args: str) -> str:
+    out = cluster.helm("install", "notes", str(manifests.CHART), "--namespace", NAMESPACE, "--dry-run=server", *args)
+    return out.stdout.split("\nNOTES:\n", 1)[1]
+
+
+def test_notes_explain_how_to_reach_the_service(cluster):
+    notes = _notes(cluster)
+    assert "kubectl -n ml port-forward svc/notes-deepseek-ocr-predictor 8080:80" in notes
+    assert "curl -s http://127.0.0.1:8080/health" in notes
+    assert "http://127.0.0.1:8080/v1/models/deepseek-ocr:predict" in notes and "instances" in notes
+    assert "http://127.0.0.1:8080/openai/v1" in notes
+    assert "helm test -n ml notes" in notes
+    assert "HF token: read from Secret hf-secret key HF_TOKEN (optional)" in notes
+    assert "WARNING: image.repository is the placeholder" in notes
+    assert "ReadWriteOnce but up to 2 replicas" in notes
+    assert "WARNING: remoteImages" not in notes and "token.value" not in notes
+
+
+def test_notes_warn_about_risky_settings_and_never_print_the_token(cluster):
+    notes = _notes(
+        cluster,
+        "--set", "huggingface.token.existingSecret=",
+        "--set", "huggingface.token.value=hf_TopSecretValue123",
+        "--set", "remoteImages.enabled=true",
+        "--set", "autoscaling.mode=keda",
+        "--set", "resources.gpu.count=0",
+        "--set", "securityContext.readOnlyRootFilesystem=false",
+        "--set", "image.repository=registry.internal/ocr",
+    )  # fmt: skip
+    assert "hf_TopSecretValue123" not in notes
+    assert "HF token: stored in Secret notes-deepseek-ocr-hf-token" in notes
+    assert "WARNING: huggingface.token.value puts the token in the Helm release record" in notes
+    assert "WARNING: remoteImages.enabled lets clients make the server fetch URLs from ANY public host" in notes
+    assert "WARNING: resources.gpu.count=0" in notes
+    assert "WARNING: the hardened security context was relaxed" in notes
+    assert "KEDA scales on: sum(deepseek_ocr_requests_in_flight{" in notes and "target 6.4 in-flight" in notes
+    assert "placeholder" not in notes

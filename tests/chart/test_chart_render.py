@@ -235,6 +235,17 @@ def test_storage_uri_hf_uses_model_dir():
     assert (a["max_body_bytes"], a["max_image_pixels"]) == ("33554432", "40000000")
 
 
+@pytest.mark.parametrize(
+    ("max_new", "default", "expected"),
+    [(None, None, None), ("16", None, "16"), ("8192", None, None), ("100", "50", "50"), (None, "200", "200")],
+)
+def test_default_max_tokens_never_exceeds_the_cap(max_new, default, expected):
+    values = {k: v for k, v in {"server.maxNewTokens": max_new, "server.defaultMaxTokens": default}.items() if v}
+    a = args(render(set_values=values))
+    assert a.get("max_new_tokens") == max_new
+    assert a.get("default_max_tokens") == expected
+
+
 def test_storage_uri_pvc_offline_and_persistent_torch_cache():
     docs = render(CI / "storageuri-pvc-offline-values.yaml")
     assert env(docs)["STORAGE_URI"]["value"] == "pvc://model-store/deepseek-ocr-2"

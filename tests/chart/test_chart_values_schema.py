@@ -83,6 +83,10 @@ def test_missing_limit_is_rejected(tmp_path):
         ({"autoscaling.minReplicas": "3", "autoscaling.maxReplicas": "2"}, "autoscaling.maxReplicas (2) must be >="),
         ({"model.device": "cuda", "resources.gpu.count": "0"}, "model.device=cuda needs resources.gpu.count >= 1"),
         ({"server.grpc.port": "8080"}, "server.grpc.port must differ from server.httpPort"),
+        (
+            {"server.maxNewTokens": "100", "server.defaultMaxTokens": "200"},
+            "server.defaultMaxTokens (200) must be <= server.maxNewTokens (100)",
+        ),
     ],
 )
 def test_template_cross_checks(tmp_path, set_values, words):

@@ -106,6 +106,20 @@ in integer milli-units (8 x 80 % -> "6.4") so no float rounding shows up in the 
 {{- end }}
 {{- end }}
 
+{{/*
+--default_max_tokens to pass, or empty. The server refuses a default above --max_new_tokens and its own default
+is 4096, so a smaller maxNewTokens alone also lowers the default.
+*/}}
+{{- define "deepseek-ocr.defaultMaxTokens" -}}
+{{- $max := .Values.server.maxNewTokens }}
+{{- $def := .Values.server.defaultMaxTokens }}
+{{- if not (kindIs "invalid" $def) }}
+{{- int $def }}
+{{- else if and (not (kindIs "invalid" $max)) (lt (int $max) 4096) }}
+{{- int $max }}
+{{- end }}
+{{- end }}
+
 {{/* PromQL for the in-flight requests of this InferenceService's predictor pods. */}}
 {{- define "deepseek-ocr.kedaQuery" -}}
 {{- if .Values.autoscaling.keda.query }}
@@ -125,6 +139,11 @@ Cross-field checks JSON Schema cannot express; each failure names the values to 
 {{- end }}
 {{- if and .Values.huggingface.token.value .Values.huggingface.token.existingSecret }}
 {{- fail "set either huggingface.token.existingSecret or huggingface.token.value, not both" }}
+{{- end }}
+{{- $max := .Values.server.maxNewTokens }}
+{{- $def := .Values.server.defaultMaxTokens }}
+{{- if and (not (kindIs "invalid" $max)) (not (kindIs "invalid" $def)) (gt (int $def) (int $max)) }}
+{{- fail (printf "server.defaultMaxTokens (%d) must be <= server.maxNewTokens (%d)" (int $def) (int $max)) }}
 {{- end }}
 {{- if and (eq (int .Values.resources.gpu.count) 0) (eq .Values.model.device "cuda") }}
 {{- fail "model.device=cuda needs resources.gpu.count >= 1" }}
