@@ -6,7 +6,7 @@ DEMO_DIR ?= .cache/tiny-deepseek-ocr2
 MODEL_ID ?= deepseek-ai/DeepSeek-OCR
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install run demo test test-unit test-api test-e2e chart-test image-test lint bench clean
+.PHONY: help install run demo demo-serve test test-unit test-api test-e2e chart-test image-test lint bench clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,12 +15,13 @@ install: ## install the package and test tools (CPU torch first, so pip never pu
 	$(PYTHON) -m pip install -q "torch==$(TORCH_VERSION)"
 	$(PYTHON) -m pip install -q -e ".[test]"
 
-run: install ## serve the real model (downloads $(MODEL_ID) from the HuggingFace hub)
-	$(PYTHON) -m predictor --model_id $(MODEL_ID) --http_port $(PORT) --grpc_port $(GRPC_PORT) \
-	  || { echo "If the hub cannot be reached: pre-download the model and pass --model_dir, or run 'make demo'."; exit 1; }
+run: install ## serve $(MODEL_ID) (downloaded from the hub); offline, says so and serves the tiny demo
+	MODEL_ID=$(MODEL_ID) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) PYTHON=$(PYTHON) bash scripts/run.sh
 
-demo: install ## serve a tiny random DeepSeek-OCR-2 offline (plumbing demo: the text is random)
-	$(PYTHON) -m predictor.testing.tiny --family v2 $(DEMO_DIR)
+demo: install demo-serve ## serve a tiny random DeepSeek-OCR-2 offline (the API is real, the text is random)
+
+demo-serve:
+	$(PYTHON) -m predictor.testing.tiny --family v2 $(DEMO_DIR) >/dev/null
 	HF_HUB_OFFLINE=1 $(PYTHON) -m predictor --model_dir $(DEMO_DIR) --device cpu --http_port $(PORT) --grpc_port $(GRPC_PORT)
 
 test: install lint test-unit test-api test-e2e chart-test ## everything CI runs

@@ -108,7 +108,7 @@ def build_service(args: argparse.Namespace, max_batch: int) -> OcrService:
         settings = Settings(device=args.device, max_batch_size=max_batch, max_new_tokens=8192)
         family, device = full_size_family(args.full_size, args.device)
         engine = Engine(family, device, max_batch_size=max_batch, max_batch_tokens=10**7, max_queue=10**4,
-                        request_timeout=3600)
+                        request_timeout=3600, max_prefill_batch=args.prefill_batch or 4)
         engine.start()
         return OcrService(settings, family, engine)
     checkpoint = args.checkpoint
@@ -117,7 +117,8 @@ def build_service(args: argparse.Namespace, max_batch: int) -> OcrService:
 
         checkpoint = build(tempfile.mkdtemp(prefix="bench-tiny-"), args.tiny)
     settings = Settings(model_dir=checkpoint, device=args.device, max_batch_size=max_batch,
-                        max_batch_tokens=10**7, max_queue=10**4, request_timeout=3600)
+                        max_batch_tokens=10**7, max_queue=10**4, request_timeout=3600,
+                        max_prefill_batch=args.prefill_batch)
     return load_runtime(settings).service
 
 
@@ -127,6 +128,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     images = pages(args.pages or max(levels))
     await run_level(service, images[:1], 1, 4)  # warm-up
     result: dict[str, Any] = {"device": service.engine.worker.device, "family": service.family.name,
+                              "prefill_batch": service.engine.worker.max_prefill_batch,
                               "tokens_per_request": args.tokens, "pages": len(images)}
     for level in levels:
         result[f"c{level}"] = await run_level(service, images, level, args.tokens)
@@ -148,6 +150,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--pages", type=int, default=0, help="pages per level (default: the largest concurrency)")
     parser.add_argument("--long-tokens", type=int, default=1000)
+    parser.add_argument("--prefill-batch", type=int, default=0, help="0 = the server's auto choice")
     args = parser.parse_args()
     if 1 not in args.concurrency:
         args.concurrency = [1, *args.concurrency]

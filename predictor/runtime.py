@@ -78,6 +78,6 @@ def load_runtime(settings: Settings) -> Runtime:
                                    hardware.experts_implementation))
     engine = Engine(family, hardware.device, max_batch_size=settings.max_batch_size,
                     max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
-                    request_timeout=settings.request_timeout)
+                    request_timeout=settings.request_timeout, max_prefill_batch=hardware.max_prefill_batch)
     engine.start()
     return Runtime(settings, hardware, family, engine, OcrService(settings, family, engine))

@@ -20,9 +20,9 @@ from predictor.families.base import PreparedPrompt
 
 class Engine:
     def __init__(self, family: Any, device: Any, *, max_batch_size: int, max_batch_tokens: int, max_queue: int,
-                 request_timeout: float):
+                 request_timeout: float, max_prefill_batch: int = 1):
         self.family = family
-        self.worker = Worker(family, device, max_batch_size, max_batch_tokens)
+        self.worker = Worker(family, device, max_batch_size, max_batch_tokens, max_prefill_batch)
         self.capacity = max_batch_size + max_queue
         self.request_timeout = request_timeout
         self.in_flight = 0

@@ -1,6 +1,6 @@
 """The running batch's KV cache: rows of different lengths, left-padded to a common length.
 
-A new row is prefilled alone and then merged in (left-padded); a finished row is dropped by index; padding
+New rows are prefilled (alone or together) and then merged in (left-padded); a finished row is dropped by index; padding
 that every remaining row shares is trimmed so the cache never grows past the longest live row.
 """
 
@@ -28,22 +28,23 @@ class BatchCache:
     def length(self) -> int:
         return 0 if self.mask is None else int(self.mask.shape[1])
 
-    def add(self, row_cache: DynamicCache, length: int) -> None:
-        """Append one prefilled row (batch of one, ``length`` real tokens) as the last row."""
-        row_mask = torch.ones(1, length, dtype=torch.long, device=row_cache.layers[0].keys.device)
+    def add(self, new_cache: DynamicCache, new_mask: torch.Tensor) -> None:
+        """Append prefilled rows (their own left-padded cache and mask) after the running ones."""
         if self.cache is None:
-            self.cache, self.mask = row_cache, row_mask
+            self.cache, self.mask = new_cache, new_mask
             return
+        assert self.mask is not None
+        length = int(new_mask.shape[1])
         if length > self.length:
             grow = length - self.length
             for layer in self.cache.layers:
                 layer.keys, layer.values = _pad_left(layer.keys, grow), _pad_left(layer.values, grow)
             self.mask = F.pad(self.mask, (grow, 0))
         pad = self.length - length
-        for layer, new in zip(self.cache.layers, row_cache.layers, strict=True):
+        for layer, new in zip(self.cache.layers, new_cache.layers, strict=True):
             layer.keys = torch.cat([layer.keys, _pad_left(new.keys, pad)])
             layer.values = torch.cat([layer.values, _pad_left(new.values, pad)])
-        self.mask = torch.cat([self.mask, F.pad(row_mask, (pad, 0))])
+        self.mask = torch.cat([self.mask, F.pad(new_mask, (pad, 0))])
 
     def extend_mask(self) -> torch.Tensor:
         """Mask for the next decode step: one more real position per row."""

@@ -22,6 +22,7 @@ from predictor.engine import metrics
 from predictor.engine.detokenizer import IncrementalDetokenizer
 from predictor.engine.kv import BatchCache
 from predictor.engine.ngram import table_token_ids
+from predictor.engine.prefill import collate, group_key
 from predictor.engine.sampler import RowSampler
 from predictor.engine.types import Delta, GenerationRequest, GenerationResult
 from predictor.errors import Cancelled, EngineFault, OutOfMemory, RequestTimeout
@@ -46,7 +47,8 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 class Worker:
-    def __init__(self, family: Any, device: Any, max_batch_size: int, max_batch_tokens: int):
+    def __init__(self, family: Any, device: Any, max_batch_size: int, max_batch_tokens: int,
+                 max_prefill_batch: int = 8):
         self.family = family
         self.model = family.model
         self.device = device
@@ -59,9 +61,13 @@ class Worker:
         self.whitelist = table_token_ids(family.tokenizer)
         self.eos = family.eos_token_id
         self.max_context = family.max_context
+        pad = family.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.eos)
+        self.max_prefill_batch = max_prefill_batch
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ocr-engine", daemon=True)
         self.steps = 0
+        self.largest_prefill = 0  # most requests prefilled in one forward (observability, tests)
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
@@ -106,16 +112,24 @@ class Worker:
         return sum(r.request.prepared.prompt_tokens + r.request.params.max_new_tokens for r in self.rows)
 
     def _admit(self) -> None:
-        while self.waiting and len(self.rows) < self.max_batch_size:
+        admitted: list[GenerationRequest] = []
+        in_flight = self._tokens_in_flight()
+        while self.waiting and len(self.rows) + len(admitted) < self.max_batch_size:
             request = self.waiting[0]
             if self._drop_if_dead(request):
                 self.waiting.popleft()
                 continue
             need = request.prepared.prompt_tokens + request.params.max_new_tokens
-            if self.rows and self._tokens_in_flight() + need > self.max_batch_tokens:
+            if (self.rows or admitted) and in_flight + need > self.max_batch_tokens:
                 break  # wait for rows to finish; a lone request is always admitted
-            self.waiting.popleft()
-            self._prefill(request)
+            in_flight += need
+            admitted.append(self.waiting.popleft())
+        groups: dict[Any, list[GenerationRequest]] = {}
+        for request in admitted:
+            groups.setdefault(group_key(request.prepared), []).append(request)
+        for group in groups.values():
+            for start in range(0, len(group), self.max_prefill_batch):
+                self._prefill(group[start:start + self.max_prefill_batch])
         metrics.QUEUED.set(len(self.waiting))
         metrics.RUNNING.set(len(self.rows))
 
@@ -131,25 +145,32 @@ class Worker:
     # ---- prefill -----------------------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _prefill(self, request: GenerationRequest) -> None:
-        prepared = request.prepared
+    def _prefill(self, requests: list[GenerationRequest]) -> None:
+        """Prefill requests together; if the batch fails, retry each alone so only a bad one fails."""
         try:
-            inputs = self._to_device(prepared.inputs)
+            inputs = self._to_device(collate([r.prepared for r in requests], self.pad_id))
             cache = self._new_cache()
             out = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
-            logits = out.logits[0, -1].float()
-            row = _Row(request, RowSampler(request.params, self.eos, self.whitelist, self.device),
-                       IncrementalDetokenizer(self.family.tokenizer, frozenset({self.eos})),
-                       position=prepared.prompt_tokens)
-            token = row.sampler.choose(logits, row.generated)
+            logits = out.logits[:, -1].float()
+            rows = [_Row(r, RowSampler(r.params, self.eos, self.whitelist, self.device),
+                         IncrementalDetokenizer(self.family.tokenizer, frozenset({self.eos})),
+                         position=r.prepared.prompt_tokens) for r in requests]
+            tokens = [row.sampler.choose(logits[i], row.generated) for i, row in enumerate(rows)]
         except Exception as exc:  # noqa: BLE001 - one bad request must not stop the others
-            self._fail_request(request, exc, "prefill")
+            if len(requests) > 1:
+                for request in requests:
+                    self._prefill([request])
+            else:
+                self._fail_request(requests[0], exc, "prefill")
             return
-        metrics.PROMPT_TOKENS.inc(prepared.prompt_tokens)
-        self.batch.add(cache, prepared.prompt_tokens)
-        self.rows.append(row)
-        if self._accept(row, token):
-            self._finish_rows([len(self.rows) - 1])
+        self.largest_prefill = max(self.largest_prefill, len(requests))
+        metrics.PROMPT_TOKENS.inc(sum(r.prepared.prompt_tokens for r in requests))
+        self.batch.add(cache, inputs["attention_mask"])
+        first = len(self.rows)
+        self.rows.extend(rows)
+        done = [first + i for i, (row, token) in enumerate(zip(rows, tokens, strict=True)) if self._accept(row, token)]
+        if done:
+            self._finish_rows(done)
 
     def _new_cache(self) -> Any:
         from transformers import DynamicCache

@@ -218,3 +218,17 @@ def test_readiness_503_until_loaded_and_failed_load_exits(tiny_v2_dir, tmp_path)
         assert "unsupported checkpoint" in bad.log()
     finally:
         bad.stop()
+
+
+def test_v1_streaming_sse(server):
+    body = {"stream": True, "instances": [{"image": B64, "max_tokens": 10, "min_tokens": 10}]}
+    with httpx.stream("POST", f"{server.url}/v1/models/{MODEL}:predict", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        frames = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert frames[-1] == "[DONE]"
+    final = json.loads(frames[-2])
+    deltas = "".join(json.loads(f)["text"] for f in frames[:-2])
+    assert final["usage"]["completion_tokens"] == 10 and deltas == final["text"]
+    plain = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", timeout=60,
+                       json={"instances": [{"image": B64, "max_tokens": 10, "min_tokens": 10}]})
+    assert plain.json()["predictions"][0]["text"] == final["text"]

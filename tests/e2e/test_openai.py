@@ -37,6 +37,8 @@ def test_openai_client_create_and_stream(server, prefix):
     assert full.usage.completion_tokens == 12
     assert full.usage.prompt_tokens == 257 + 5  # image tokens + BOS + "\nFree OCR."
     assert full.usage.total_tokens == full.usage.prompt_tokens + 12
+    ocr = full.model_extra["ocr"]  # structured results, readable from the openai client as an extra field
+    assert ocr["pages"][0]["image_tokens"] == 257 and isinstance(ocr["blocks"], list)
     stream = client.chat.completions.create(model=MODEL, messages=_messages(), max_tokens=12, temperature=0,
                                             stream=True, stream_options={"include_usage": True}, extra_body=extra)
     chunks = list(stream)

@@ -23,7 +23,7 @@ def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
 
 
 def _engine(family, **kw) -> Engine:
-    args = dict(max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120.0)
+    args = dict(max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120.0, max_prefill_batch=4)
     args.update(kw)
     engine = Engine(family, "cpu", **args)
     engine.start()
@@ -65,6 +65,7 @@ def test_greedy_tokens_identical_alone_and_batched(family):
         assert a.token_ids == b.token_ids
         assert a.text == b.text
     assert engine.worker.steps > 0
+    assert engine.worker.largest_prefill > 1  # requests that arrived together were prefilled together
 
 
 def test_matches_transformers_generate(family):
