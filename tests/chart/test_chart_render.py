@@ -197,6 +197,22 @@ def test_hpa_memory():
     assert "autoScaling" not in p
 
 
+def test_hpa_with_behavior_uses_resource_metric():
+    docs = render(
+        set_json={"autoscaling.behavior": '{"scaleDown": {"stabilizationWindowSeconds": 900}}'},
+        set_values={"autoscaling.hpa.metric": "memory", "autoscaling.hpa.targetUtilization": "75"},
+    )
+    p = predictor(docs)
+    assert not {"scaleMetric", "scaleTarget", "scaleMetricType"} & set(p)
+    assert p["autoScaling"]["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 75}},
+        }
+    ]
+    assert p["autoScaling"]["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 900}}
+
+
 def test_none_mode_standard_fixed_replicas_cpu_only():
     docs = render(CI / "standard-none-values.yaml")
     meta, p = isvc(docs)["metadata"], predictor(docs)
