@@ -24,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
     except ConfigError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"python -m predictor: error: {exc} (see --help)", file=sys.stderr)
         return 2
     serve(settings, args)
     return 0
