@@ -8,11 +8,14 @@ same shape and the same tiling kind are grouped (different v1 modes render diffe
 from __future__ import annotations
 
 from collections.abc import Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from predictor.engine.types import GenerationRequest
 from predictor.families.base import PreparedPrompt
 
 _TOKEN_KEYS = ("input_ids", "attention_mask")
@@ -48,3 +51,60 @@ def collate(batch: list[PreparedPrompt], pad_id: int) -> dict[str, Any]:
     mask = inputs["attention_mask"]
     inputs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
     return inputs
+
+
+@dataclass
+class Prefilled:
+    """The outcome of prefilling a group: its own left-padded cache and last-position logits, or an error."""
+
+    requests: list[GenerationRequest]
+    cache: Any = None
+    mask: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # [rows, vocab] float32
+    error: BaseException | None = None  # only ever set for a group of one
+
+
+class Prefiller:
+    """Runs prefills on their own thread, so the running batch keeps decoding while new pages are encoded.
+
+    On a 2-core CPU this uses the second core; on a GPU both threads queue kernels on the same device, so decode
+    steps interleave with a long vision-encoder pass instead of waiting for it.
+    """
+
+    def __init__(self, model: Any, device: Any, pad_id: int):
+        self.model = model
+        self.device = device
+        self.pad_id = pad_id
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocr-prefill")
+
+    def submit(self, requests: list[GenerationRequest]) -> Future[list[Prefilled]]:
+        return self.pool.submit(self._run, requests)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self, requests: list[GenerationRequest]) -> list[Prefilled]:
+        try:
+            return [self._forward(requests)]
+        except Exception as exc:  # noqa: BLE001 - isolate the bad request: retry each alone
+            if len(requests) == 1:
+                return [Prefilled(requests, error=exc)]
+            return [outcome for request in requests for outcome in self._run([request])]
+
+    @torch.inference_mode()
+    def _forward(self, requests: list[GenerationRequest]) -> Prefilled:
+        from transformers import DynamicCache
+
+        inputs = self._to_device(collate([r.prepared for r in requests], self.pad_id))
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
+        return Prefilled(requests, cache, inputs["attention_mask"], out.logits[:, -1].float())
+
+    def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        dtype = self.model.dtype
+        moved = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, dtype=dtype if value.is_floating_point() else None)
+            moved[key] = value
+        return moved

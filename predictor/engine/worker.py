@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections import deque
+from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from predictor.engine import metrics
 from predictor.engine.detokenizer import IncrementalDetokenizer
 from predictor.engine.kv import BatchCache
 from predictor.engine.ngram import table_token_ids
-from predictor.engine.prefill import collate, group_key
+from predictor.engine.prefill import Prefilled, Prefiller, group_key
 from predictor.engine.sampler import RowSampler
 from predictor.engine.types import Delta, GenerationRequest, GenerationResult
 from predictor.errors import Cancelled, EngineFault, OutOfMemory, RequestTimeout
@@ -40,6 +41,11 @@ class _Row:
     first_token_at: float | None = None
     emitted: int = 0  # characters of detok.text already streamed
     finish_reason: str | None = None
+
+
+def _need(request: GenerationRequest) -> int:
+    """KV-cache positions a request may occupy: its prompt plus its token cap."""
+    return request.prepared.prompt_tokens + request.params.max_new_tokens
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -64,6 +70,8 @@ class Worker:
         pad = family.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.eos)
         self.max_prefill_batch = max_prefill_batch
+        self.prefiller = Prefiller(self.model, device, self.pad_id)
+        self.pending: list[tuple[futures.Future[list[Prefilled]], list[GenerationRequest]]] = []
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ocr-engine", daemon=True)
         self.steps = 0
@@ -78,6 +86,7 @@ class Worker:
         self._stop.set()
         self.inbox.put(None)
         self.thread.join(timeout=10)
+        self.prefiller.shutdown()
 
     def submit(self, request: GenerationRequest) -> None:
         self.inbox.put(request)
@@ -87,8 +96,9 @@ class Worker:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._collect(block=not self.rows and not self.waiting)
+                self._collect(block=not self.rows and not self.waiting and not self.pending)
                 self._admit()
+                self._merge_prefilled(wait=not self.rows)
                 if self.rows:
                     self._step()
             except Exception:  # noqa: BLE001 - the loop must survive anything
@@ -109,27 +119,30 @@ class Worker:
         metrics.QUEUED.set(len(self.waiting))
 
     def _tokens_in_flight(self) -> int:
-        return sum(r.request.prepared.prompt_tokens + r.request.params.max_new_tokens for r in self.rows)
+        return sum(_need(r.request) for r in self.rows)
 
     def _admit(self) -> None:
+        """Move waiting requests into prefill while the batch has room (rows being prefilled count)."""
         admitted: list[GenerationRequest] = []
-        in_flight = self._tokens_in_flight()
-        while self.waiting and len(self.rows) + len(admitted) < self.max_batch_size:
+        pending = [r for _, group in self.pending for r in group]
+        busy = len(self.rows) + len(pending)
+        in_flight = self._tokens_in_flight() + sum(_need(r) for r in pending)
+        while self.waiting and busy + len(admitted) < self.max_batch_size:
             request = self.waiting[0]
             if self._drop_if_dead(request):
                 self.waiting.popleft()
                 continue
-            need = request.prepared.prompt_tokens + request.params.max_new_tokens
-            if (self.rows or admitted) and in_flight + need > self.max_batch_tokens:
+            if (busy or admitted) and in_flight + _need(request) > self.max_batch_tokens:
                 break  # wait for rows to finish; a lone request is always admitted
-            in_flight += need
+            in_flight += _need(request)
             admitted.append(self.waiting.popleft())
         groups: dict[Any, list[GenerationRequest]] = {}
         for request in admitted:
             groups.setdefault(group_key(request.prepared), []).append(request)
         for group in groups.values():
             for start in range(0, len(group), self.max_prefill_batch):
-                self._prefill(group[start:start + self.max_prefill_batch])
+                chunk = group[start:start + self.max_prefill_batch]
+                self.pending.append((self.prefiller.submit(chunk), chunk))
         metrics.QUEUED.set(len(self.waiting))
         metrics.RUNNING.set(len(self.rows))
 
@@ -144,47 +157,47 @@ class Worker:
 
     # ---- prefill -----------------------------------------------------------------------------------------------
 
-    @torch.inference_mode()
-    def _prefill(self, requests: list[GenerationRequest]) -> None:
-        """Prefill requests together; if the batch fails, retry each alone so only a bad one fails."""
-        try:
-            inputs = self._to_device(collate([r.prepared for r in requests], self.pad_id))
-            cache = self._new_cache()
-            out = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
-            logits = out.logits[:, -1].float()
-            rows = [_Row(r, RowSampler(r.params, self.eos, self.whitelist, self.device),
-                         IncrementalDetokenizer(self.family.tokenizer, frozenset({self.eos})),
-                         position=r.prepared.prompt_tokens) for r in requests]
-            tokens = [row.sampler.choose(logits[i], row.generated) for i, row in enumerate(rows)]
-        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the others
-            if len(requests) > 1:
-                for request in requests:
-                    self._prefill([request])
-            else:
-                self._fail_request(requests[0], exc, "prefill")
+    def _merge_prefilled(self, wait: bool) -> None:
+        """Join finished prefills to the running batch; with nothing to decode, wait briefly for one."""
+        if not self.pending:
             return
-        self.largest_prefill = max(self.largest_prefill, len(requests))
-        metrics.PROMPT_TOKENS.inc(sum(r.prepared.prompt_tokens for r in requests))
-        self.batch.add(cache, inputs["attention_mask"])
+        if wait:
+            futures.wait([f for f, _ in self.pending], timeout=0.05, return_when=futures.FIRST_COMPLETED)
+        ready, running = [], []
+        for item in self.pending:  # one done() check per future: it may finish while we look
+            (ready if item[0].done() else running).append(item)
+        self.pending = running
+        for future, group in ready:
+            try:
+                outcomes = future.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. the pool shut down
+                outcomes = [Prefilled([r], error=exc) for r in group]
+            for outcome in outcomes:
+                try:
+                    self._join(outcome)
+                except Exception as exc:  # noqa: BLE001 - fail this group, keep the running batch
+                    log.exception("joining a prefilled group failed")
+                    for request in outcome.requests:
+                        self._fail_request(request, exc, "join")
+
+    @torch.inference_mode()
+    def _join(self, outcome: Prefilled) -> None:
+        if outcome.error is not None:
+            self._fail_request(outcome.requests[0], outcome.error, "prefill")
+            return
+        assert outcome.logits is not None and outcome.mask is not None
+        rows = [_Row(r, RowSampler(r.params, self.eos, self.whitelist, self.device),
+                     IncrementalDetokenizer(self.family.tokenizer, frozenset({self.eos})),
+                     position=r.prepared.prompt_tokens) for r in outcome.requests]
+        tokens = [row.sampler.choose(outcome.logits[i], row.generated) for i, row in enumerate(rows)]
+        self.largest_prefill = max(self.largest_prefill, len(rows))
+        metrics.PROMPT_TOKENS.inc(sum(r.prepared.prompt_tokens for r in outcome.requests))
+        self.batch.add(outcome.cache, outcome.mask)
         first = len(self.rows)
         self.rows.extend(rows)
         done = [first + i for i, (row, token) in enumerate(zip(rows, tokens, strict=True)) if self._accept(row, token)]
         if done:
             self._finish_rows(done)
-
-    def _new_cache(self) -> Any:
-        from transformers import DynamicCache
-
-        return DynamicCache(config=self.model.config)
-
-    def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        dtype = self.model.dtype
-        moved = {}
-        for key, value in inputs.items():
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device, dtype=dtype if value.is_floating_point() else None)
-            moved[key] = value
-        return moved
 
     # ---- decode ------------------------------------------------------------------------------------------------
 
