@@ -211,8 +211,8 @@ class Worker:
         mask = self.batch.extend_mask()
         metrics.BATCH_SIZE.observe(len(self.rows))
         try:
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=self.batch.cache,
-                             use_cache=True)
+            out = self.model(input_ids=ids, attention_mask=self.family.decode_mask(mask), position_ids=positions,
+                             cache=self.batch.cache, use_cache=True)
         except Exception as exc:  # noqa: BLE001
             self._fail_all(OutOfMemory("out of GPU memory; retry later", retry_after=5) if _is_oom(exc)
                            else EngineFault("generation failed inside the model"))

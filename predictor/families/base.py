@@ -80,6 +80,10 @@ class ModelFamily(abc.ABC):
     def count_image_tokens(self, width: int, height: int, options: ImageOptions) -> int:
         """Number of ``<image>`` placeholders the prompt gets for an image of this size."""
 
+    def decode_mask(self, mask: Any) -> Any:
+        """The ``attention_mask`` for a one-token decode step over the batch's 2-D padding mask."""
+        return mask
+
     # ---- shared helpers -------------------------------------------------------------------------------------
 
     @property

@@ -217,3 +217,26 @@ def test_repetition_guard_applies_per_row(family):
 
     assert repeats(with_guard.token_ids) == 0
     assert repeats(without.token_ids) > 0  # the same prompt loops without the guard
+
+
+def test_out_of_memory_is_503_and_the_engine_recovers(family):
+    from predictor.errors import OutOfMemory
+
+    engine = _engine(family)
+    prepared = _prepared(family, (640, 200), "dynamic")
+    model = engine.worker.prefiller.model
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    try:
+        model.forward = exhausted  # the vision encoder runs out of memory on this page
+        with pytest.raises(OutOfMemory) as info:
+            asyncio.run(_run_all(engine, [(prepared, _params(4))]))
+        assert info.value.status == 503 and info.value.retry_after
+        del model.forward
+        ok = asyncio.run(_run_all(engine, [(prepared, _params(4))]))[0]
+        assert len(ok.token_ids) == 4
+        assert engine.in_flight == 0
+    finally:
+        engine.stop()
