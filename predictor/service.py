@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ class OcrOutput:
     image_tokens: int
     blocks: list[dict[str, Any]] = field(default_factory=list)
     rendered_png: str | None = None  # base64 PNG with the boxes drawn, when render was asked for
+    ttft_s: float | None = None  # from the start of preprocessing to the first sampled token
 
     @property
     def usage(self) -> dict[str, int]:
@@ -69,12 +71,13 @@ class OcrService:
 
     async def run(self, image: Image.Image, options: OcrOptions, request_id: str = "") -> OcrOutput:
         self.engine.reserve()
+        started = time.monotonic()
         try:
             prepared, params = await self._prepare(image, options)
             result = await self.engine.generate(prepared, params, request_id)
         finally:
             self.engine.release()
-        return await self._finish(image, options, result)
+        return await self._finish(image, options, result, started)
 
     async def run_many(self, images: list[Image.Image], options: list[OcrOptions],
                        request_id: str = "") -> list[OcrOutput]:
@@ -86,6 +89,7 @@ class OcrService:
                      request_id: str = "") -> AsyncIterator[str | OcrOutput]:
         """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
         self.engine.reserve()
+        started = time.monotonic()
         try:
             prepared, params = await self._prepare(image, options)
             labels_only = _labels_are_text(options)
@@ -102,7 +106,7 @@ class OcrService:
                         if delta:
                             yield delta
                     elif isinstance(event, GenerationResult):
-                        output = await self._finish(image, options, event)
+                        output = await self._finish(image, options, event, started)
                         tail = output.text if labels_only else cleaner.finish(event.text) if cleaner else ""
                         if tail:
                             yield tail
@@ -112,7 +116,8 @@ class OcrService:
         finally:
             self.engine.release()
 
-    async def _finish(self, image: Image.Image, options: OcrOptions, result: GenerationResult) -> OcrOutput:
+    async def _finish(self, image: Image.Image, options: OcrOptions, result: GenerationResult,
+                      started: float | None = None) -> OcrOutput:
         parsed = grounding.parse(result.text, image.width, image.height)
         text = parsed.text
         if _labels_are_text(options):
@@ -122,6 +127,7 @@ class OcrService:
             finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens, image_tokens=result.image_tokens,
             blocks=[b.to_dict() for b in parsed.blocks],
+            ttft_s=None if started is None or result.first_token_at is None else result.first_token_at - started,
         )
         if options.render:
             png = await asyncio.to_thread(grounding.render, image, parsed.blocks)

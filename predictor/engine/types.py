@@ -33,7 +33,7 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     image_tokens: int
-    ttft_s: float | None = None
+    first_token_at: float | None = None  # time.monotonic() when the first token was sampled
 
 
 @dataclass

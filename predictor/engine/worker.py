@@ -304,7 +304,7 @@ class Worker:
                 text=row.detok.text, token_ids=list(row.generated), finish_reason=row.finish_reason or "stop",
                 prompt_tokens=request.prepared.prompt_tokens, completion_tokens=n,
                 image_tokens=request.prepared.image_tokens,
-                ttft_s=None if row.first_token_at is None else row.first_token_at - request.created,
+                first_token_at=row.first_token_at,
             ))
         self._keep([i for i in range(len(self.rows)) if i not in set(done)])
 
