@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
-from predictor.errors import InvalidRequest
+from predictor.errors import InvalidRequest, LoadError
 
 
 @dataclass(frozen=True)
@@ -126,3 +126,23 @@ def special_token_ids(tokenizer: Any) -> dict[str, int | None]:
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
+
+
+def raise_on_bad_keys(info: dict[str, Any], path: str, family: str) -> None:
+    """Refuse a checkpoint whose tensors do not match the architecture instead of running random weights."""
+    problems = []
+    for key in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        names = sorted(_describe(k) for k in (info.get(key) or []))
+        if names:
+            shown = ", ".join(names[:10]) + (f" (+{len(names) - 10} more)" if len(names) > 10 else "")
+            problems.append(f"{key.replace('_', ' ')}: {shown}")
+    if problems:
+        raise LoadError(f"checkpoint {path} does not match the {family} architecture; " + "; ".join(problems))
+
+
+def _describe(entry: Any) -> str:
+    # mismatched_keys entries are (name, checkpoint_shape, model_shape) tuples.
+    if isinstance(entry, tuple) and len(entry) == 3:
+        name, ckpt, expected = entry
+        return f"{name} (checkpoint {tuple(ckpt)} vs model {tuple(expected)})"
+    return str(entry)

@@ -16,7 +16,14 @@ from PIL import Image
 
 from predictor.errors import InvalidRequest, LoadError
 from predictor.families import v1_images
-from predictor.families.base import ImageOptions, LoadSettings, ModelFamily, PreparedPrompt, special_token_ids
+from predictor.families.base import (
+    ImageOptions,
+    LoadSettings,
+    ModelFamily,
+    PreparedPrompt,
+    raise_on_bad_keys,
+    special_token_ids,
+)
 from predictor.families.v1_config import is_v1_config, translate_v1_config
 
 IMAGE_TOKEN = "<image>"
@@ -61,7 +68,7 @@ class DeepseekOcrV1Family(ModelFamily):
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             # Shape mismatches and unreadable files surface here; say which checkpoint and why.
             raise LoadError(f"cannot load DeepSeek-OCR v1 weights from {path}: {exc}") from exc
-        raise_on_bad_keys(info, path)
+        raise_on_bad_keys(info, path, self.name)
         _check_vocab(model, tokenizer)
         model = model.to(settings.device).eval()
         generation = model.generation_config
@@ -147,24 +154,4 @@ def _check_vocab(model: Any, tokenizer: Any) -> None:
         raise LoadError(f"tokenizer has {len(tokenizer)} tokens but the text model's vocabulary is {vocab}")
 
 
-def raise_on_bad_keys(info: dict[str, Any], path: str) -> None:
-    """Refuse a checkpoint whose tensors do not match the architecture instead of running random weights."""
-    problems = []
-    for key in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        names = sorted(_describe(k) for k in (info.get(key) or []))
-        if names:
-            shown = ", ".join(names[:10]) + (f" (+{len(names) - 10} more)" if len(names) > 10 else "")
-            problems.append(f"{key.replace('_', ' ')}: {shown}")
-    if problems:
-        raise LoadError(f"checkpoint {path} does not match the DeepSeek-OCR v1 architecture; " + "; ".join(problems))
-
-
-def _describe(entry: Any) -> str:
-    # mismatched_keys entries are (name, checkpoint_shape, model_shape) tuples.
-    if isinstance(entry, tuple) and len(entry) == 3:
-        name, ckpt, expected = entry
-        return f"{name} (checkpoint {tuple(ckpt)} vs model {tuple(expected)})"
-    return str(entry)
-
-
-__all__ = ["DeepseekOcrV1Family", "expand_image_token", "raise_on_bad_keys"]
+__all__ = ["DeepseekOcrV1Family", "expand_image_token"]

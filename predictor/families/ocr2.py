@@ -13,7 +13,14 @@ from typing import Any
 from PIL import Image
 
 from predictor.errors import LoadError
-from predictor.families.base import ImageOptions, LoadSettings, ModelFamily, PreparedPrompt, special_token_ids
+from predictor.families.base import (
+    ImageOptions,
+    LoadSettings,
+    ModelFamily,
+    PreparedPrompt,
+    raise_on_bad_keys,
+    special_token_ids,
+)
 
 GLOBAL_SIZE = 1024
 TILE_SIZE = 768
@@ -61,7 +68,7 @@ class DeepseekOcr2Family(ModelFamily):
             model, info = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         except (OSError, ValueError, KeyError, AttributeError) as exc:
             raise LoadError(f"cannot load DeepSeek-OCR-2 from {path}: {exc}") from exc
-        _raise_on_bad_keys(info, path)
+        raise_on_bad_keys(info, path, self.name)
         self.model = model.to(settings.device).eval()
         self.model.generation_config.disable_compile = True
         self.tokenizer = self.processor.tokenizer
@@ -112,15 +119,3 @@ class DeepseekOcr2Family(ModelFamily):
         cols, rows = get_optimal_tiled_canvas((height, width), (TILE_SIZE, TILE_SIZE), min(MIN_CROPS, max_crops),
                                               max_crops)
         return cols * rows
-
-
-def _raise_on_bad_keys(info: dict[str, Any], path: str) -> None:
-    """Refuse a checkpoint whose tensors do not match the architecture instead of running random weights."""
-    problems = []
-    for key in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        names = sorted(str(k) for k in (info.get(key) or []))
-        if names:
-            shown = ", ".join(names[:10]) + (f" (+{len(names) - 10} more)" if len(names) > 10 else "")
-            problems.append(f"{key.replace('_', ' ')}: {shown}")
-    if problems:
-        raise LoadError(f"checkpoint {path} does not match the architecture; " + "; ".join(problems))

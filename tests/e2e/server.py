@@ -37,31 +37,24 @@ class Server:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()[-5000:]
 
-    def wait_ready(self, model: str = "deepseek-ocr", timeout: float = 120.0) -> None:
+    def _wait_for(self, path: str, what: str, timeout: float, poll: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/v1/models/{model}", timeout=2).status_code == 200:
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
+            time.sleep(poll)
+        raise TimeoutError(f"server not {what} after {timeout}s:\n{self.log()}")
+
+    def wait_ready(self, model: str = "deepseek-ocr", timeout: float = 120.0) -> None:
+        self._wait_for(f"/v1/models/{model}", "ready", timeout, 0.2)
 
     def wait_live(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/live", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"server not live after {timeout}s:\n{self.log()}")
+        self._wait_for("/v2/health/live", "live", timeout, 0.05)
 
     def stop(self) -> None:
         if self.process.poll() is None:
