@@ -106,7 +106,7 @@ _HELP = {
     "max_image_pixels": "largest decoded image (width x height)",
     "max_instances": "most images in one KServe v1/v2 request",
     "max_images_per_request": "most images in one OpenAI chat request",
-    "max_pdf_pages": "most pages rendered from one PDF",
+    "max_pdf_pages": "most PDF pages rendered for one document (and for one OpenAI request)",
     "allow_remote_images": "allow http(s) image URLs (public addresses of --remote_image_hosts only)",
     "remote_image_hosts": "comma-separated host names remote images may come from",
     "ngram_size": "repetition guard n-gram size (0 disables)",

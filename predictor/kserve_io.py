@@ -18,7 +18,7 @@ from kserve.utils.utils import generate_uuid
 from PIL import Image
 
 from predictor.config import Settings
-from predictor.documents import decode_base64, decode_image
+from predictor.documents import decode_base64, decode_document, is_pdf
 from predictor.errors import InvalidRequest, PayloadTooLarge
 from predictor.options import OcrOptions, parse_options
 from predictor.service import OcrOutput
@@ -29,8 +29,16 @@ _V2_PROTOCOL_PARAMS = frozenset({"binary_data_output", "headers", "content_type"
 
 @dataclass
 class OcrJob:
-    image: Image.Image
+    """One input element: an image, or the pages of a PDF."""
+
+    pages: list[Image.Image]
     options: OcrOptions
+    pdf: bool = False
+
+
+def _job(data: bytes, field: str, options: OcrOptions, settings: Settings) -> OcrJob:
+    pages = decode_document(data, field, settings.max_image_pixels, settings.max_pdf_pages)
+    return OcrJob(pages, options, pdf=is_pdf(data))
 
 
 @dataclass
@@ -48,8 +56,7 @@ def parse_v1(payload: dict[str, Any] | bytes, settings: Settings) -> ParsedReque
     if isinstance(payload, bytes | bytearray):
         if len(payload) > settings.max_body_bytes:
             raise PayloadTooLarge(f"body exceeds the {settings.max_body_bytes}-byte limit", param="body")
-        image = decode_image(bytes(payload), "body", settings.max_image_pixels)
-        return ParsedRequest([OcrJob(image, OcrOptions())], "v1")
+        return ParsedRequest([_job(bytes(payload), "body", OcrOptions(), settings)], "v1")
     if not isinstance(payload, dict):
         raise InvalidRequest("body must be a JSON object with an 'instances' list", param="instances")
     instances = payload.get("instances")
@@ -62,8 +69,9 @@ def parse_v1(payload: dict[str, Any] | bytes, settings: Settings) -> ParsedReque
                              param="instances")
     jobs = [_v1_instance(item, i, settings) for i, item in enumerate(instances)]
     stream = _flag(payload.get("stream", False), "stream")
-    if stream and len(jobs) != 1:
-        raise InvalidRequest("stream needs exactly one instance", param="stream")
+    if stream and (len(jobs) != 1 or len(jobs[0].pages) != 1):
+        raise InvalidRequest("stream needs exactly one instance with one image (not a multi-page PDF)",
+                             param="stream")
     return ParsedRequest(jobs, "v1", stream=stream)
 
 
@@ -82,9 +90,8 @@ def _v1_instance(item: Any, index: int, settings: Settings) -> OcrJob:
     if "image" not in item:
         raise InvalidRequest(f"{where}.image is required", param=f"{where}.image")
     data = decode_base64(item["image"], f"{where}.image", settings.max_body_bytes)
-    image = decode_image(data, f"{where}.image", settings.max_image_pixels)
     options = _prefixed(lambda: parse_options({k: v for k, v in item.items() if k != "image"}), where)
-    return OcrJob(image, options)
+    return _job(data, f"{where}.image", options, settings)
 
 
 def _prefixed(build: Any, where: str) -> Any:
@@ -105,6 +112,8 @@ def _prediction(output: OcrOutput) -> dict[str, Any]:
                                   "usage": output.usage, "blocks": output.blocks}
     if output.rendered_png is not None:
         prediction["rendered_png"] = output.rendered_png
+    if output.pages:
+        prediction["pages"] = [_prediction(page) for page in output.pages]
     return prediction
 
 
@@ -136,10 +145,9 @@ def parse_v2(request: InferRequest, settings: Settings) -> ParsedRequest:
     for i, (element, prompt) in enumerate(zip(images, prompts, strict=True)):
         field = f"image[{i}]"
         data = element if isinstance(element, bytes) else decode_base64(element, field, settings.max_body_bytes)
-        image = decode_image(data, field, settings.max_image_pixels)
         job_options = options if prompt is None else parse_options({**params, "prompt": prompt},
                                                                    ignore=_V2_PROTOCOL_PARAMS)
-        jobs.append(OcrJob(image, job_options))
+        jobs.append(_job(data, field, job_options, settings))
     return ParsedRequest(jobs, "v2", v2_request=request)
 
 

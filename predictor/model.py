@@ -104,8 +104,8 @@ class OcrModel(kserve.Model):
             runtime = self.require_runtime()
             if parsed.stream:
                 return self._stream_v1(runtime, parsed)
-            jobs = parsed.jobs
-            outputs = await runtime.service.run_many([j.image for j in jobs], [j.options for j in jobs])
+            outputs = list(await asyncio.gather(*(runtime.service.run_document(job.pages, job.options, pdf=job.pdf)
+                                                  for job in parsed.jobs)))
         except PredictorError as exc:
             raise for_kserve(exc) from exc
         if parsed.protocol == "v2":
@@ -115,7 +115,7 @@ class OcrModel(kserve.Model):
     async def _stream_v1(self, runtime: Runtime, parsed: ParsedRequest) -> AsyncIterator[str]:
         """KServe v1 streaming: server-sent events with text deltas, then the full prediction."""
         job = parsed.jobs[0]
-        stream = runtime.service.stream(job.image, job.options)
+        stream = runtime.service.stream(job.pages[0], job.options, pdf=job.pdf)
         try:
             async for item in stream:
                 if isinstance(item, str):

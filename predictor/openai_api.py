@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from PIL import Image
 
 from predictor import openai_protocol as proto
-from predictor.documents import decode_image, image_from_base64
+from predictor.documents import decode_base64, decode_document, is_pdf
 from predictor.errors import InvalidRequest, ModelNotFound, NotReady, PredictorError
 from predictor.http_errors import sse_error_frame
 from predictor.model import OcrModel
@@ -85,31 +85,39 @@ class OpenAIRoutes:
         if chat.model not in self.names:
             raise ModelNotFound(f"model {chat.model!r} does not exist; served: {', '.join(self.names)}",
                                 param="model")
-        images = await asyncio.gather(*(self._image(url, i, runtime) for i, url in enumerate(chat.images)))
+        documents = await asyncio.gather(*(self._pages(url, i, runtime) for i, url in enumerate(chat.images)))
+        pages = [(page, pdf) for doc_pages, pdf in documents for page in doc_pages]
+        pdf_pages = sum(len(doc_pages) for doc_pages, pdf in documents if pdf)
+        if pdf_pages > runtime.settings.max_pdf_pages:
+            raise InvalidRequest(f"{pdf_pages} PDF pages exceed the limit of {runtime.settings.max_pdf_pages} per "
+                                 "request", param="messages")
         if chat.stream:
-            return StreamingResponse(self._stream(chat, images, runtime), media_type="text/event-stream",
+            return StreamingResponse(self._stream(chat, pages, runtime), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        outputs = await runtime.service.run_many(images, [chat.options] * len(images), chat.request_id)
-        return JSONResponse(proto.completion(chat, chat.model, outputs))
+        outputs = await asyncio.gather(*(runtime.service.run(page, chat.options, chat.request_id, pdf)
+                                         for page, pdf in pages))
+        return JSONResponse(proto.completion(chat, chat.model, list(outputs)))
 
-    async def _image(self, url: str, index: int, runtime: Runtime) -> Image.Image:
+    async def _pages(self, url: str, index: int, runtime: Runtime) -> tuple[list[Image.Image], bool]:
         field = f"image_url[{index}]"
         settings = runtime.settings
         if url.lower().startswith(("http://", "https://")):
             data = await fetch_image(url, field, settings)
-            return await asyncio.to_thread(decode_image, data, field, settings.max_image_pixels)
-        return await asyncio.to_thread(image_from_base64, url, field, settings.max_body_bytes,
-                                       settings.max_image_pixels)
+        else:
+            data = await asyncio.to_thread(decode_base64, url, field, settings.max_body_bytes)
+        pages = await asyncio.to_thread(decode_document, data, field, settings.max_image_pixels,
+                                        settings.max_pdf_pages)
+        return pages, is_pdf(data)
 
-    async def _stream(self, chat: proto.ChatRequest, images: list[Image.Image],
+    async def _stream(self, chat: proto.ChatRequest, pages: list[tuple[Image.Image, bool]],
                       runtime: Runtime) -> AsyncIterator[str]:
         outputs: list[OcrOutput] = []
         try:
             yield proto.chunk(chat, chat.model, role=True, content="")
-            for page, image in enumerate(images):
-                if page:
+            for number, (image, pdf) in enumerate(pages):
+                if number:
                     yield proto.chunk(chat, chat.model, content=proto.PAGE_SEPARATOR)
-                stream = runtime.service.stream(image, chat.options, chat.request_id)
+                stream = runtime.service.stream(image, chat.options, chat.request_id, pdf)
                 try:
                     async for item in stream:
                         if isinstance(item, str):

@@ -20,9 +20,8 @@ from openai.types.completion_usage import CompletionUsage
 
 from predictor.errors import InvalidRequest
 from predictor.options import OPTION_NAMES, OcrOptions, merge, parse_options
-from predictor.service import OcrOutput
+from predictor.service import PAGE_SEPARATOR, OcrOutput
 
-PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's own separator between pages
 _REFUSED = {  # parameters we cannot honour: refuse rather than silently ignore
     "tools": "tools are not supported by this OCR model",
     "functions": "functions are not supported by this OCR model",
@@ -37,7 +36,7 @@ _GENERATION_KEYS = ("max_tokens", "max_completion_tokens", "temperature", "top_p
 @dataclass
 class ChatRequest:
     model: str
-    images: list[str]  # image_url values (data URL, bare base64, or http(s) URL)
+    images: list[str]  # image_url / file data (data URL, bare base64, or http(s) URL); a PDF adds its pages
     options: OcrOptions
     stream: bool = False
     include_usage: bool = False
@@ -127,7 +126,9 @@ def _last_user_message(messages: Any, max_images: int) -> tuple[list[str], str]:
             texts.append(part["text"])
         elif kind == "image_url":
             images.append(_image_url(part.get("image_url"), f"{where}[{j}].image_url"))
-        elif kind in ("input_audio", "audio", "file", "input_file"):
+        elif kind == "file":
+            images.append(_file_data(part.get("file"), f"{where}[{j}].file"))
+        elif kind in ("input_audio", "audio", "input_file"):
             raise InvalidRequest(f"{kind} parts are not supported", param=f"{where}[{j}].type")
         else:
             raise InvalidRequest(f"{where}[{j}] must be a text or image_url part", param=f"{where}[{j}]")
@@ -138,6 +139,15 @@ def _last_user_message(messages: Any, max_images: int) -> tuple[list[str], str]:
     if len(images) > max_images:
         raise InvalidRequest(f"{len(images)} images exceed the limit of {max_images} per request", param="messages")
     return images, text
+
+
+def _file_data(value: Any, where: str) -> str:
+    """OpenAI's file part: inline ``file_data`` (a PDF or image data URL) only; uploaded file ids do not exist here."""
+    data = value.get("file_data") if isinstance(value, dict) else None
+    if not isinstance(data, str) or not data.strip():
+        raise InvalidRequest(f"{where}.file_data must be a data URL (file_id uploads are not supported)",
+                             param=f"{where}.file_data")
+    return data.strip()
 
 
 def _image_url(value: Any, where: str) -> str:

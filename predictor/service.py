@@ -18,6 +18,7 @@ from PIL import Image
 from predictor import grounding, tasks
 from predictor.config import Settings
 from predictor.engine.engine import Engine
+from predictor.engine.ngram import PDF_NGRAM
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.errors import InvalidRequest
 from predictor.families.base import ImageOptions, ModelFamily, PreparedPrompt
@@ -35,6 +36,7 @@ class OcrOutput:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     rendered_png: str | None = None  # base64 PNG with the boxes drawn, when render was asked for
     ttft_s: float | None = None  # from the start of preprocessing to the first sampled token
+    pages: list[OcrOutput] = field(default_factory=list)  # per page, for a multi-page document
 
     @property
     def usage(self) -> dict[str, int]:
@@ -48,50 +50,55 @@ class OcrService:
         self.family = family
         self.engine = engine
 
-    async def _prepare(self, image: Image.Image, options: OcrOptions) -> tuple[PreparedPrompt, SamplingParams]:
+    async def _prepare(self, image: Image.Image, options: OcrOptions,
+                       pdf: bool = False) -> tuple[PreparedPrompt, SamplingParams]:
         image_options = self.family.check_options(ImageOptions(mode=options.mode or self.settings.default_mode,
                                                                max_crops=options.max_crops))
         prompt = tasks.build_prompt(options.task, options.prompt, options.ref)
         prepared = await asyncio.to_thread(self.family.prepare, image, prompt, image_options)
-        return prepared, self._sampling(prepared, options)
+        return prepared, self._sampling(prepared, options, pdf)
 
-    def _sampling(self, prepared: PreparedPrompt, options: OcrOptions) -> SamplingParams:
+    def _sampling(self, prepared: PreparedPrompt, options: OcrOptions, pdf: bool = False) -> SamplingParams:
         room = self.family.max_context - prepared.prompt_tokens
         if room < 1:
             raise InvalidRequest(f"the prompt takes {prepared.prompt_tokens} tokens and leaves no room in the "
                                  f"{self.family.max_context}-token context; use a smaller mode", param="mode")
+        # DeepSeek's PDF script uses a shorter guard (20/50) than its image script (30/90, our flags' default).
+        ngram_size, ngram_window = PDF_NGRAM if pdf else (self.settings.ngram_size, self.settings.ngram_window)
         wanted = options.max_tokens or self.settings.default_max_tokens
         max_new = min(wanted, self.settings.max_new_tokens, room)
         return SamplingParams(
             max_new_tokens=max_new, min_new_tokens=min(options.min_tokens, max_new), ignore_eos=options.ignore_eos,
             temperature=options.temperature, top_p=options.top_p, seed=options.seed, stop=options.stop,
-            ngram_size=self.settings.ngram_size if options.ngram_size is None else options.ngram_size,
-            ngram_window=self.settings.ngram_window if options.ngram_window is None else options.ngram_window,
+            ngram_size=ngram_size if options.ngram_size is None else options.ngram_size,
+            ngram_window=ngram_window if options.ngram_window is None else options.ngram_window,
         )
 
-    async def run(self, image: Image.Image, options: OcrOptions, request_id: str = "") -> OcrOutput:
+    async def run(self, image: Image.Image, options: OcrOptions, request_id: str = "",
+                  pdf: bool = False) -> OcrOutput:
         self.engine.reserve()
         started = time.monotonic()
         try:
-            prepared, params = await self._prepare(image, options)
+            prepared, params = await self._prepare(image, options, pdf)
             result = await self.engine.generate(prepared, params, request_id)
         finally:
             self.engine.release()
         return await self._finish(image, options, result, started)
 
-    async def run_many(self, images: list[Image.Image], options: list[OcrOptions],
-                       request_id: str = "") -> list[OcrOutput]:
-        """Several images of one request run concurrently, so they share decode steps."""
-        return list(await asyncio.gather(*(self.run(img, opt, request_id) for img, opt in zip(images, options,
-                                                                                               strict=True))))
 
-    async def stream(self, image: Image.Image, options: OcrOptions,
-                     request_id: str = "") -> AsyncIterator[str | OcrOutput]:
+    async def run_document(self, pages: list[Image.Image], options: OcrOptions, request_id: str = "",
+                           pdf: bool = False) -> OcrOutput:
+        """All pages of one document concurrently (they share decode steps), merged into one output."""
+        outputs = await asyncio.gather(*(self.run(page, options, request_id, pdf) for page in pages))
+        return outputs[0] if len(outputs) == 1 else merge_pages(list(outputs))
+
+    async def stream(self, image: Image.Image, options: OcrOptions, request_id: str = "",
+                     pdf: bool = False) -> AsyncIterator[str | OcrOutput]:
         """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
         self.engine.reserve()
         started = time.monotonic()
         try:
-            prepared, params = await self._prepare(image, options)
+            prepared, params = await self._prepare(image, options, pdf)
             labels_only = _labels_are_text(options)
             cleaner = None if options.raw or labels_only else grounding.StreamCleaner()
             raw = ""
@@ -139,3 +146,21 @@ def _labels_are_text(options: OcrOptions) -> bool:
     """With the `grounding` task ("OCR this image.") each ref label IS the recognised text of its box, so the
     clean text is the labels, one per line (with `markdown`, labels are layout classes and the text follows)."""
     return options.task == "grounding" and options.prompt is None and not options.raw
+
+
+PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's own separator between pages
+
+
+def merge_pages(outputs: list[OcrOutput]) -> OcrOutput:
+    """One output for a multi-page document: texts joined by DeepSeek's separator, usage summed, blocks tagged
+    with their page (1-based), `length` if any page was cut."""
+    blocks = [{**block, "page": number} for number, o in enumerate(outputs, 1) for block in o.blocks]
+    return OcrOutput(
+        text=PAGE_SEPARATOR.join(o.text for o in outputs),
+        raw_text=PAGE_SEPARATOR.join(o.raw_text for o in outputs),
+        finish_reason="length" if any(o.finish_reason == "length" for o in outputs) else "stop",
+        prompt_tokens=sum(o.prompt_tokens for o in outputs),
+        completion_tokens=sum(o.completion_tokens for o in outputs),
+        image_tokens=sum(o.image_tokens for o in outputs), blocks=blocks, pages=outputs,
+        ttft_s=min((o.ttft_s for o in outputs if o.ttft_s is not None), default=None),
+    )

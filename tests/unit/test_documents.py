@@ -1,0 +1,74 @@
+"""Untrusted input decoding: base64 forms, damaged images, limits, EXIF, PDFs."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+from predictor.documents import decode_base64, decode_document, decode_image, render_pdf
+from predictor.errors import InvalidRequest, PayloadTooLarge
+from tests.conftest import png_bytes
+
+PNG = png_bytes((64, 32))
+
+
+def _pdf(pages: int, size=(200, 100)) -> bytes:
+    images = [Image.new("RGB", size, "white") for _ in range(pages)]
+    buf = io.BytesIO()
+    images[0].save(buf, format="PDF", save_all=True, append_images=images[1:])
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("encoded", [
+    base64.b64encode(PNG).decode(),
+    "data:image/png;base64," + base64.b64encode(PNG).decode(),
+    base64.b64encode(PNG).decode().rstrip("="),  # padding stripped by some clients
+    "\n".join(base64.encodebytes(PNG).decode().splitlines()),  # MIME line breaks
+])
+def test_base64_forms(encoded):
+    assert decode_base64(encoded, "image", 10**6) == PNG
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    ("", InvalidRequest), ("%%%", InvalidRequest), (42, InvalidRequest), ("data:image/png,rawtext", InvalidRequest),
+    ("A" * 2000, PayloadTooLarge),
+])
+def test_bad_base64_names_the_field(value, error):
+    with pytest.raises(error) as info:
+        decode_base64(value, "instances[3].image", 1000)
+    assert info.value.param == "instances[3].image"
+
+
+def test_damaged_images_and_pixel_limit():
+    with pytest.raises(InvalidRequest, match="not a decodable image"):
+        decode_image(b"definitely not an image", "f", 10**8)
+    with pytest.raises(InvalidRequest, match="damaged or truncated"):
+        decode_image(png_bytes((400, 400))[:300], "f", 10**8)
+    with pytest.raises(InvalidRequest, match="over the limit"):
+        decode_image(PNG, "f", 64 * 32 - 1)
+    assert decode_image(PNG, "f", 64 * 32).size == (64, 32)
+
+
+def test_exif_orientation_and_mode():
+    image = Image.new("RGBA", (60, 20), (0, 0, 0, 0))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", exif=exif)
+    decoded = decode_image(buf.getvalue(), "f", 10**6)
+    assert decoded.size == (20, 60) and decoded.mode == "RGB"
+
+
+def test_pdf_pages_dpi_and_limits():
+    pages = decode_document(_pdf(3), "doc", 10**8, 5)
+    assert [p.size for p in pages] == [(400, 200)] * 3  # 144 DPI = 2x the 72-point page size
+    with pytest.raises(InvalidRequest, match="over the limit of 2"):
+        render_pdf(_pdf(3), "doc", 2, 10**8)
+    capped = render_pdf(_pdf(1, (2000, 2000)), "doc", 5, 1_000_000)[0]  # 4000x4000 at 144 DPI would be 16 MP
+    assert capped.width * capped.height <= 1_000_000 and capped.width >= 990
+    with pytest.raises(InvalidRequest, match="not a readable PDF"):
+        render_pdf(b"%PDF-1.7 garbage", "doc", 5, 10**8)
+    assert len(decode_document(PNG, "doc", 10**8, 5)) == 1
