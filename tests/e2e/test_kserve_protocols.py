@@ -198,6 +198,13 @@ def test_readiness_503_until_loaded_and_failed_load_exits(tiny_v2_dir, tmp_path)
         assert httpx.get(f"{srv.url}/v2/models/{MODEL}/ready", timeout=5).status_code == 503
         r = httpx.post(f"{srv.url}/v1/models/{MODEL}:predict", json={"instances": [{"image": B64}]}, timeout=5)
         assert r.status_code == 503
+        part = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + B64}}
+        chat = httpx.post(f"{srv.url}/v1/chat/completions", timeout=5,
+                          json={"model": MODEL, "messages": [{"role": "user", "content": [part]}]})
+        assert chat.status_code == 503 and int(chat.headers["retry-after"]) > 0
+        assert chat.json()["error"]["code"] == "model_not_ready"
+        health = httpx.get(f"{srv.url}/health", timeout=5)
+        assert health.status_code == 503 and "retry-after" in health.headers
         with open(gated / "config.json", "w", encoding="utf-8") as fifo:  # unblocks the loader
             real = tmp_path / "config.json"
             shutil.copy(os.path.join(tiny_v2_dir, "config.json"), real)
