@@ -19,7 +19,7 @@ from openai.types.chat.chat_completion_message import ChatCompletionMessage
 from openai.types.completion_usage import CompletionUsage
 
 from predictor.errors import InvalidRequest
-from predictor.options import OPTION_NAMES, OcrOptions, merge, parse_options
+from predictor.options import ALIASES, OPTION_NAMES, OcrOptions, merge, parse_options
 from predictor.service import PAGE_SEPARATOR, OcrOutput
 
 _REFUSED = {  # parameters we cannot honour: refuse rather than silently ignore
@@ -94,11 +94,9 @@ def _options(body: dict[str, Any], text: str) -> OcrOptions:
             extra = parse_options(nested)
         except InvalidRequest as exc:
             raise InvalidRequest(exc.message, param=f"{key}.{exc.param}") from exc
-        base = merge(base, extra, set(nested))
+        base = merge(base, extra, {ALIASES.get(k, k) for k in nested})
     if base.prompt is None and base.task is None and text:
         base = merge(base, OcrOptions(prompt=text), {"prompt"})
-    if base.max_tokens is not None and base.max_tokens < 1:
-        raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
     return base
 
 

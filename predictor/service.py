@@ -85,7 +85,6 @@ class OcrService:
             self.engine.release()
         return await self._finish(image, options, result, started)
 
-
     async def run_document(self, pages: list[Image.Image], options: OcrOptions, request_id: str = "",
                            pdf: bool = False) -> OcrOutput:
         """All pages of one document concurrently (they share decode steps), merged into one output."""
@@ -114,7 +113,10 @@ class OcrService:
                             yield delta
                     elif isinstance(event, GenerationResult):
                         output = await self._finish(image, options, event, started)
-                        tail = output.text if labels_only else cleaner.finish(event.text) if cleaner else ""
+                        if labels_only:
+                            tail = output.text
+                        else:
+                            tail = cleaner.finish(event.text) if cleaner is not None else ""
                         if tail:
                             yield tail
                         yield output
