@@ -56,6 +56,8 @@ def refused(tmp_path, values: dict | None = None, set_values: dict | None = None
         ({"scheduling": {"nodeSelector": {"gpu": True}}}, "/scheduling/nodeSelector/gpu", "want string"),
         ({"autoscalling": {"mode": "keda"}}, "", "'autoscalling' not allowed"),
         ({"autoscaling": {"keda": {"treshold": 3}}}, "/autoscaling/keda", "'treshold' not allowed"),
+        # the server refuses --allow_remote_images without an allow-list, so the chart does too
+        ({"remoteImages": {"enabled": True, "allowedHosts": []}}, "/remoteImages/allowedHosts", "minItems"),
     ],
 )
 def test_schema_rejects_bad_value_with_readable_message(tmp_path, values, path, words):
