@@ -332,6 +332,7 @@ def test_notes_warn_about_risky_settings_and_never_print_the_token(cluster):
         "--set", "huggingface.token.existingSecret=",
         "--set", "huggingface.token.value=hf_TopSecretValue123",
         "--set", "remoteImages.enabled=true",
+        "--set", "remoteImages.allowedHosts={images.example.com}",
         "--set", "autoscaling.mode=keda",
         "--set", "resources.gpu.count=0",
         "--set", "securityContext.readOnlyRootFilesystem=false",
@@ -340,7 +341,7 @@ def test_notes_warn_about_risky_settings_and_never_print_the_token(cluster):
     assert "hf_TopSecretValue123" not in notes
     assert "HF token: stored in Secret notes-deepseek-ocr-hf-token" in notes
     assert "WARNING: huggingface.token.value puts the token in the Helm release record" in notes
-    assert "WARNING: remoteImages.enabled lets clients make the server fetch URLs from ANY public host" in notes
+    assert "WARNING: remoteImages.enabled lets clients make the server fetch URLs from images.example.com" in notes
     assert "WARNING: resources.gpu.count=0" in notes
     assert "WARNING: the hardened security context was relaxed" in notes
     assert "KEDA scales on: sum(deepseek_ocr_requests_in_flight{" in notes and "target 6.4 in-flight" in notes
