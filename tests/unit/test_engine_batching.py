@@ -240,3 +240,21 @@ def test_out_of_memory_is_503_and_the_engine_recovers(family):
         assert engine.in_flight == 0
     finally:
         engine.stop()
+
+
+def test_request_timeout_frees_the_row(family):
+    from predictor.errors import RequestTimeout
+
+    engine = _engine(family, request_timeout=1.0)
+    prepared = _prepared(family, (640, 200), "dynamic")
+    try:
+        with pytest.raises(RequestTimeout) as info:
+            asyncio.run(_run_all(engine, [(prepared, _params(100_000))]))
+        assert info.value.status == 504
+        for _ in range(100):
+            if not engine.worker.rows:
+                break
+            asyncio.run(asyncio.sleep(0.02))
+        assert engine.worker.rows == [] and engine.in_flight == 0
+    finally:
+        engine.stop()
