@@ -224,15 +224,6 @@ def parse(raw: str, width: int, height: int) -> Parsed:
     )
 
 
-def strip_eos(text: str, eos_token: str) -> str:
-    """Drop end-of-sentence text at the end (decoding keeps special tokens, so it may appear, even repeatedly)."""
-    if not eos_token:
-        return text
-    while text.endswith(eos_token):
-        text = text[: -len(eos_token)]
-    return text
-
-
 class StreamCleaner:
     """Clean text deltas for streaming. Text of a group that is not complete yet (or of a trailing partial tag
     such as ``<|re``) is held back, so deltas are never retracted and together equal ``parse(raw).text``."""

@@ -72,8 +72,3 @@ def build_prompt(task: str | None = None, prompt: str | None = None, ref: str | 
     """
     text = _raw_prompt_text(prompt) if prompt is not None else _task_text(task, ref)
     return f"{IMAGE_TAG}\n{text.strip()}"
-
-
-def wants_grounding(prompt: str) -> bool:
-    """Whether the model is expected to answer with ``<|ref|>``/``<|det|>`` boxes for this prompt."""
-    return "<|grounding|>" in prompt or "<|ref|>" in prompt

@@ -14,12 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
-from predictor.errors import InvalidRequest
-
-# (ngram_size, window): the official single-image script and the official PDF script ("window for fast").
-IMAGE_NGRAM = (30, 90)
+# (ngram_size, window) of DeepSeek's official PDF script ("window for fast"); its image script's 30/90 is our
+# --ngram_size/--ngram_window default.
 PDF_NGRAM = (20, 50)
 MAX_NGRAM_SIZE = 200
 MAX_NGRAM_WINDOW = 4096
@@ -59,14 +55,6 @@ class NGramGuard:
                 found.add(ids[i + n - 1])
         return found
 
-    def apply(self, generated: Sequence[int], logits: torch.Tensor) -> None:
-        """Set the banned ids of the 1-D ``logits`` row to -inf, in place."""
-        banned = self.banned(generated)
-        if banned:
-            vocab = logits.shape[-1]
-            index = [t for t in banned if 0 <= t < vocab]
-            if index:
-                logits[torch.tensor(index, dtype=torch.long, device=logits.device)] = float("-inf")
 
 
 def table_token_ids(tokenizer: Any) -> frozenset[int]:
@@ -81,20 +69,3 @@ def table_token_ids(tokenizer: Any) -> frozenset[int]:
         if isinstance(found, int) and found >= 0 and found != unk:
             ids.add(found)
     return frozenset(ids)
-
-
-def validate_ngram(size: Any, window: Any) -> tuple[int, int]:
-    """Check a client's guard settings; bad values are a 400 naming the field."""
-    for name, value in (("ngram_size", size), ("ngram_window", window)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidRequest(f"{name} must be an integer, got {type(value).__name__}", param=name)
-    if not 0 <= size <= MAX_NGRAM_SIZE:
-        raise InvalidRequest(f"ngram_size must be between 0 (off) and {MAX_NGRAM_SIZE}, got {size}",
-                             param="ngram_size")
-    if window > MAX_NGRAM_WINDOW:
-        raise InvalidRequest(f"ngram_window must be at most {MAX_NGRAM_WINDOW}, got {window}", param="ngram_window")
-    if size > 0 and window < size:
-        raise InvalidRequest(f"ngram_window ({window}) must be at least ngram_size ({size})", param="ngram_window")
-    if window < 1:
-        raise InvalidRequest(f"ngram_window must be at least 1, got {window}", param="ngram_window")
-    return size, window

@@ -6,7 +6,7 @@ import random
 import pytest
 from PIL import Image
 
-from predictor.grounding import Block, StreamCleaner, parse, render, strip_eos
+from predictor.grounding import Block, StreamCleaner, parse, render
 
 EOS = "<｜end▁of▁sentence｜>"
 
@@ -122,13 +122,6 @@ def test_empty_and_plain_text() -> None:
     assert parse("", 10, 10).text == ""
     assert parse("  \n ", 10, 10).blocks == []
     assert parse("Plain OCR text.\n\n\n\nNext.", 10, 10).text == "Plain OCR text.\n\nNext."
-
-
-def test_strip_eos() -> None:
-    assert strip_eos("text" + EOS, EOS) == "text"
-    assert strip_eos("text" + EOS + EOS, EOS) == "text"
-    assert strip_eos(EOS + "text", EOS) == EOS + "text"
-    assert strip_eos("text", "") == "text"
 
 
 def _stream(raw: str, cuts: list[int]) -> list[str]:

@@ -32,3 +32,21 @@ def test_restart_on_a_shorter_sequence():
 
 def test_disabled_when_size_is_zero():
     assert RollingNGramGuard(0, 10).banned([1, 1, 1, 1]) == set()
+
+
+def test_sampler_masks_banned_ids_but_not_whitelisted_ones():
+    """A greedy row never picks what the guard bans, except the whitelisted table tags."""
+    import torch
+
+    from predictor.engine.sampler import RowSampler
+    from predictor.engine.types import SamplingParams
+
+    sampler = RowSampler(SamplingParams(max_new_tokens=10, ngram_size=2, ngram_window=50), eos_token_id=9,
+                         whitelist=frozenset({4}), device="cpu")
+    generated = [3, 1, 3, 4, 3]  # the suffix (3,) was followed by 1 and by 4
+    logits = torch.zeros(10)
+    logits[1], logits[4], logits[7] = 5.0, 4.0, 3.0
+    assert sampler.choose(logits.clone(), generated, hint=1) == 4  # 1 banned, 4 whitelisted
+    logits[4] = 0.0
+    assert sampler.choose(logits.clone(), generated, hint=1) == 7
+    assert sampler.choose(logits.clone(), [5, 6], hint=1) == 1  # nothing banned: the hint stands

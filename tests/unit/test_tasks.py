@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from predictor.errors import InvalidRequest
-from predictor.tasks import TASKS, build_prompt, wants_grounding
+from predictor.tasks import TASKS, build_prompt
 
 
 @pytest.mark.parametrize(
@@ -74,11 +74,3 @@ def test_prompt_always_starts_with_exactly_one_image() -> None:
         assert prompt.startswith("<image>\n")
         assert prompt.count("<image>") == 1
         assert prompt == prompt.strip()
-
-
-def test_wants_grounding() -> None:
-    assert wants_grounding(build_prompt("markdown"))
-    assert wants_grounding(build_prompt("grounding"))
-    assert wants_grounding(build_prompt("locate", ref="logo"))
-    assert not wants_grounding(build_prompt("ocr"))
-    assert not wants_grounding(build_prompt("describe"))
