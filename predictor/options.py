@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from predictor.engine.ngram import MAX_NGRAM_SIZE, MAX_NGRAM_WINDOW
 from predictor.errors import InvalidRequest
 
 
@@ -84,8 +85,8 @@ def _stop(value: Any) -> tuple[str, ...]:
 _PARSERS = {
     "task": _str, "prompt": _str, "ref": _str, "mode": _str,
     "max_crops": lambda n, v: _int(n, v, 1, 9),
-    "ngram_size": lambda n, v: _int(n, v, 0, 200),
-    "ngram_window": lambda n, v: _int(n, v, 1, 4096),
+    "ngram_size": lambda n, v: _int(n, v, 0, MAX_NGRAM_SIZE),
+    "ngram_window": lambda n, v: _int(n, v, 1, MAX_NGRAM_WINDOW),
     "raw": _bool, "render": _bool, "ignore_eos": _bool,
     "max_tokens": lambda n, v: _int(n, v, 1),
     "min_tokens": lambda n, v: _int(n, v, 0),
