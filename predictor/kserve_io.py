@@ -56,6 +56,10 @@ def parse_v1(payload: dict[str, Any] | bytes, settings: Settings) -> ParsedReque
     if isinstance(payload, bytes | bytearray):
         if len(payload) > settings.max_body_bytes:
             raise PayloadTooLarge(f"body exceeds the {settings.max_body_bytes}-byte limit", param="body")
+        if payload.lstrip()[:1] == b"{":
+            # curl -d without -H sends JSON as form data, which kserve hands over as raw bytes
+            raise InvalidRequest("body looks like JSON but was not sent as JSON: add the header "
+                                 "'Content-Type: application/json'", param="body")
         return ParsedRequest([_job(bytes(payload), "body", OcrOptions(), settings)], "v1")
     if not isinstance(payload, dict):
         raise InvalidRequest("body must be a JSON object with an 'instances' list", param="instances")

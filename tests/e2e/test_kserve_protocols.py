@@ -239,3 +239,25 @@ def test_v1_streaming_sse(server):
     plain = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", timeout=60,
                        json={"instances": [{"image": B64, "max_tokens": 10, "min_tokens": 10}]})
     assert plain.json()["predictions"][0]["text"] == final["text"]
+
+
+def test_readme_curl_examples(server):
+    """The README's curl lines, run as written (with $IMG and $JSON), and the common mistake of no header."""
+    import subprocess
+
+    script = f"""
+set -e
+printf '%s' '{B64}' > /tmp/readme-img.b64
+IMG=$(cat /tmp/readme-img.b64); JSON='Content-Type: application/json'
+curl -s {server.url}/v1/models/{MODEL}:predict -H "$JSON" -d '{{"instances": [{{"image": "'$IMG'", "max_tokens": 3}}]}}'
+echo
+curl -s {server.url}/v2/models/{MODEL}/infer -H "$JSON" -d '{{"inputs": [{{"name": "image", "shape": [1],
+  "datatype": "BYTES", "data": ["'$IMG'"]}}], "parameters": {{"max_tokens": 3}}}}'
+echo
+curl -s {server.url}/v1/models/{MODEL}:predict -d '{{"instances": [{{"image": "'$IMG'"}}]}}'
+"""
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, check=True).stdout
+    v1, v2, mistake = (json.loads(line) for line in out.strip().splitlines())
+    assert v1["predictions"][0]["usage"]["completion_tokens"] <= 3
+    assert {o["name"] for o in v2["outputs"]} >= {"text", "usage"}
+    assert "Content-Type: application/json" in mistake["error"]
