@@ -48,7 +48,7 @@ def test_queue_full_gets_429_with_retry_after(app):
     async def run():
         async with _client(app) as client:
             long = asyncio.create_task(client.post("/v1/chat/completions",
-                                                   json=_chat(max_tokens=1500, min_tokens=1500, ngram_size=0)))
+                                                   json=_chat(max_tokens=3000, min_tokens=3000, ngram_size=0)))
             await asyncio.sleep(1.0)
             refused = await client.post("/v1/chat/completions", json=_chat(max_tokens=2))
             refused_v1 = await client.post(f"/v1/models/{MODEL}:predict", json={"instances": [{"image": B64}]})

@@ -107,7 +107,7 @@ def test_v2_grpc_infer_raw_bytes(server):
 
 def test_health_answers_during_long_generation(server):
     """Generation runs off the event loop: liveness/readiness answer while a long request is still running."""
-    body = {"instances": [{"image": B64, "max_tokens": 1500, "min_tokens": 1500, "ngram_size": 0}]}
+    body = {"instances": [{"image": B64, "max_tokens": 3000, "min_tokens": 3000, "ngram_size": 0}]}
     finished = threading.Event()
     result: dict = {}
 
@@ -127,7 +127,7 @@ def test_health_answers_during_long_generation(server):
     answered_during = not finished.is_set()
     thread.join()
     assert result["response"].status_code == 200
-    assert result["response"].json()["predictions"][0]["usage"]["completion_tokens"] == 1500
+    assert result["response"].json()["predictions"][0]["usage"]["completion_tokens"] == 3000
     assert answered_during, "health answered only after the generation finished"
     print(f"health latencies during generation (ms): {[round(t * 1000, 1) for t in timings]}")
 
