@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -134,18 +134,14 @@ class OpenAIRoutes:
         yield "data: [DONE]\n\n"
 
 
-def _route(router: APIRouter, path: str, handler: Callable[..., Any], methods: list[str]) -> None:
-    router.add_api_route(path, handler, methods=methods, include_in_schema=True)
-
-
 def register(app: FastAPI, model: OcrModel) -> OpenAIRoutes:
     """Add the routes to kserve's app. Must run before ``ModelServer.start()`` so ours win on shared paths."""
     routes = OpenAIRoutes(model)
     for prefix in dict.fromkeys([openai_prefix(), "/v1"]):
         router = APIRouter(prefix=prefix)
-        _route(router, "/chat/completions", routes.chat_completions, ["POST"])
-        _route(router, "/models", routes.list_models, ["GET"])
-        _route(router, "/models/{model_name}", routes.get_model, ["GET"])
+        router.add_api_route("/chat/completions", routes.chat_completions, methods=["POST"])
+        router.add_api_route("/models", routes.list_models, methods=["GET"])
+        router.add_api_route("/models/{model_name}", routes.get_model, methods=["GET"])
         app.include_router(router)
     app.add_api_route("/health", routes.health, methods=["GET"])
     return routes
