@@ -34,7 +34,7 @@ def serve(settings, args) -> None:  # noqa: ANN001 - argparse namespace from kse
     import kserve
     from kserve import model_server
 
-    from predictor import http_errors, openai_api
+    from predictor import guards, http_errors, openai_api
     from predictor.hardware import disable_compile
     from predictor.model import OcrModel
 
@@ -43,12 +43,13 @@ def serve(settings, args) -> None:  # noqa: ANN001 - argparse namespace from kse
     app = model_server.app
     openai_api.register(app, model)
     http_errors.install(app)
-    app.add_middleware(http_errors.BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    guards.install_http(app, model, settings, docs=args.enable_docs_url)
     # kserve hands its module-level args to the gRPC server: raise its 8 MiB message cap to our body limit.
     for key in ("grpc_max_send_message_length", "grpc_max_receive_message_length"):
         setattr(model_server.args, key, max(settings.max_body_bytes, getattr(args, key)))
     server = kserve.ModelServer(http_port=settings.http_port, grpc_port=settings.grpc_port,
-                                enable_grpc=settings.enable_grpc, workers=1)
+                                enable_grpc=settings.enable_grpc, workers=1, grace_period=2)
+    guards.install_server(server, settings)
     for alias in settings.all_model_names[1:]:
         server.register_model(model, name=alias)
     log.info("serving %s as %s (model source: %s)", "DeepSeek-OCR", settings.all_model_names, settings.model_source)

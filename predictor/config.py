@@ -65,6 +65,11 @@ class Settings:
     ngram_size: int = 30
     ngram_window: int = 90
     default_mode: str | None = None
+    api_key: list[str] = field(default_factory=list, repr=False)
+    api_key_file: str | None = None
+    metrics_auth: bool = False
+    enable_repository_extension: bool = False
+    shutdown_grace: float = 30.0
     http_port: int = 8080
     grpc_port: int = 8081
     enable_grpc: bool = True
@@ -112,6 +117,13 @@ _HELP = {
     "ngram_size": "repetition guard n-gram size (0 disables)",
     "ngram_window": "repetition guard window over generated tokens",
     "default_mode": "resolution mode when a request does not say (family default when unset)",
+    "api_key": "comma-separated API keys; when set (or --api_key_file), inference and repository routes need "
+               "'Authorization: Bearer KEY' (OpenAI routes also take 'api-key: KEY'; gRPC the authorization "
+               "metadata). Probes stay open",
+    "api_key_file": "file with one API key per line (a mounted Secret); adds to --api_key",
+    "metrics_auth": "whether /metrics needs the API key too",
+    "enable_repository_extension": "allow model load/unload over /v2/repository and gRPC (off: 403)",
+    "shutdown_grace": "seconds in-flight requests may take to finish after SIGTERM (readiness turns 503 at once)",
 }
 
 
@@ -195,6 +207,12 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
         raise ConfigError("--allow_remote_images=true needs --remote_image_hosts (an allow-list of host names)")
     if not (0 <= s.ngram_size <= 200) or (s.ngram_size and s.ngram_window < s.ngram_size):
         raise ConfigError("--ngram_size must be 0..200 and --ngram_window at least --ngram_size")
+    if s.shutdown_grace < 0:
+        raise ConfigError("--shutdown_grace must be 0 or more")
+    if s.api_key_file and not os.path.isfile(s.api_key_file):
+        raise ConfigError(f"--api_key_file {s.api_key_file!r} is not a readable file")
+    if any(len(key) < 8 or any(c.isspace() for c in key) for key in s.api_key):
+        raise ConfigError("each --api_key must be at least 8 characters without whitespace")
     if s.workers != 1:
         # kserve's multi-process mode pickles the model into each worker and drops our extra routes
         # (reference/kserve.md §0.4): scale with replicas instead.

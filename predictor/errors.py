@@ -30,6 +30,22 @@ class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
 
 
+class Unauthorized(PredictorError):
+    """No API key, or not one of the server's keys."""
+
+    status = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(PredictorError):
+    """The route exists but this server does not allow it (e.g. the repository extension is off)."""
+
+    status = 403
+    error_type = "invalid_request_error"
+    code = "forbidden"
+
+
 class ModelNotFound(PredictorError):
     status = 404
     error_type = "invalid_request_error"

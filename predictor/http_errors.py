@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from predictor.errors import EngineFault, InvalidRequest, PayloadTooLarge, PredictorError
+
+INTERNAL = "internal error; the server logged it under request id {rid}"
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +96,40 @@ class BodyLimitMiddleware:
         exc = PayloadTooLarge(f"request body exceeds the {self.max_bytes}-byte limit", param="body")
         response = error_response(exc, is_openai_path(scope.get("path", "")))
         await response(scope, receive, send)
+
+
+class UnexpectedErrorMiddleware:
+    """A bug must not leak internals nor break the client's connection pool.
+
+    Without this an unexpected exception reaches Starlette's outermost handler, which answers kserve's
+    ``"<ExceptionClass> : <message>"`` body and re-raises; uvicorn then closes a keep-alive connection the client
+    believes is still open. Here it is logged with the request id and answered with a plain 500 in the route's
+    protocol, with ``Connection: close`` so the client opens a fresh connection.
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except Exception:
+            headers = dict(scope.get("headers") or [])
+            rid = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+            log.exception("request %s (%s %s) failed", rid, scope.get("method"), scope.get("path"))
+            if started:
+                raise  # too late for a response; uvicorn closes the connection
+            response = error_response(EngineFault(INTERNAL.format(rid=rid)), is_openai_path(scope.get("path", "")))
+            response.headers["Connection"] = "close"
+            response.headers["X-Request-Id"] = rid
+            await response(scope, receive, send)

@@ -20,6 +20,7 @@ from grpc_interceptor import exceptions as grpc_exc
 from kserve import InferRequest
 
 from predictor import kserve_io
+from predictor.aio import gather_or_cancel
 from predictor.config import Settings
 from predictor.errors import NotReady, PredictorError
 from predictor.kserve_io import ParsedRequest
@@ -28,6 +29,7 @@ from predictor.runtime import Runtime, load_runtime
 log = logging.getLogger(__name__)
 
 _GRPC_BY_STATUS = {400: grpc_exc.InvalidArgument, 413: grpc_exc.InvalidArgument, 404: grpc_exc.NotFound,
+                   401: grpc_exc.Unauthenticated, 403: grpc_exc.PermissionDenied,
                    429: grpc_exc.ResourceExhausted, 503: grpc_exc.Unavailable, 504: grpc_exc.DeadlineExceeded}
 
 
@@ -52,6 +54,10 @@ class OcrModel(kserve.Model):
         # kserve's engine hook: start() marks the model registered, start_engine() loads in the background.
         self.engine = True
         self.ready = True
+        self.draining = False  # SIGTERM received: readiness 503, new requests 503 (predictor.drain)
+        self.unloading = False
+        self.unloaded = False
+        self._load_lock = asyncio.Lock()
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
@@ -68,16 +74,54 @@ class OcrModel(kserve.Model):
         log.info("model %s ready", self.name)
 
     def stop_engine(self) -> None:
-        if self.runtime is not None:
-            self.runtime.engine.stop()
+        runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            runtime.engine.stop()
 
     async def healthy(self) -> bool:
-        return self.runtime is not None
+        return self.runtime is not None and not self.draining and not self.unloading
 
     def require_runtime(self) -> Runtime:
+        if self.draining:
+            raise NotReady("the server is shutting down; retry on another replica", retry_after=1)
+        if self.unloading or (self.runtime is None and self.unloaded):
+            raise NotReady("the model is unloaded; load it with POST /v2/repository/models/{name}/load",
+                           retry_after=10)
         if self.runtime is None:
             raise NotReady("the model is still loading; retry later", retry_after=10)
         return self.runtime
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request holds an engine slot (True), or the timeout passes (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.runtime is not None and self.runtime.engine.in_flight > 0:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def unload(self) -> None:
+        """Refuse new requests, let in-flight ones finish (within --shutdown_grace), then free the engine."""
+        if self.runtime is None:
+            return
+        self.unloading = True
+        try:
+            await self.wait_idle(self.settings.shutdown_grace)
+            await asyncio.to_thread(self.stop_engine)
+            self.unloaded = True
+        finally:
+            self.unloading = False
+        log.info("model %s unloaded", self.name)
+
+    async def reload(self) -> None:
+        if self.runtime is not None:
+            return
+        async with self._load_lock:
+            if self.runtime is None:
+                self.runtime = await asyncio.to_thread(load_runtime, self.settings)
+                self.unloaded = False
+                log.info("model %s loaded again", self.name)
 
     # ---- metadata -------------------------------------------------------------------------------------------
 
@@ -104,8 +148,8 @@ class OcrModel(kserve.Model):
             runtime = self.require_runtime()
             if parsed.stream:
                 return self._stream_v1(runtime, parsed)
-            outputs = list(await asyncio.gather(*(runtime.service.run_document(job.pages, job.options, pdf=job.pdf)
-                                                  for job in parsed.jobs)))
+            outputs = await gather_or_cancel(*(runtime.service.run_document(job.pages, job.options, pdf=job.pdf)
+                                              for job in parsed.jobs))
         except PredictorError as exc:
             raise for_kserve(exc) from exc
         if parsed.protocol == "v2":

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from PIL import Image
 
 from predictor import openai_protocol as proto
+from predictor.aio import gather_or_cancel
 from predictor.documents import decode_base64, decode_document, is_pdf
 from predictor.errors import InvalidRequest, ModelNotFound, NotReady, PredictorError
 from predictor.http_errors import sse_error_frame
@@ -94,7 +95,7 @@ class OpenAIRoutes:
         if chat.stream:
             return StreamingResponse(self._stream(chat, pages, runtime), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        outputs = await asyncio.gather(*(runtime.service.run(page, chat.options, chat.request_id, pdf)
+        outputs = await gather_or_cancel(*(runtime.service.run(page, chat.options, chat.request_id, pdf)
                                          for page, pdf in pages))
         return JSONResponse(proto.completion(chat, chat.model, list(outputs)))
 

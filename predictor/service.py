@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from predictor import grounding, tasks
+from predictor.aio import gather_or_cancel
 from predictor.config import Settings
 from predictor.engine.engine import Engine
 from predictor.engine.ngram import PDF_NGRAM
@@ -88,7 +89,7 @@ class OcrService:
     async def run_document(self, pages: list[Image.Image], options: OcrOptions, request_id: str = "",
                            pdf: bool = False) -> OcrOutput:
         """All pages of one document concurrently (they share decode steps), merged into one output."""
-        outputs = await asyncio.gather(*(self.run(page, options, request_id, pdf) for page in pages))
+        outputs = await gather_or_cancel(*(self.run(page, options, request_id, pdf) for page in pages))
         return outputs[0] if len(outputs) == 1 else merge_pages(list(outputs))
 
     async def stream(self, image: Image.Image, options: OcrOptions, request_id: str = "",
