@@ -95,10 +95,10 @@ class ApiKeyMiddleware:
                                                                                         scope["path"]):
             await self.app(scope, receive, send)
             return
-        from predictor.http_errors import error_response, is_openai_path
+        from predictor.http_errors import error_response, is_openai_route
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        openai = is_openai_path(scope["path"])
+        openai = is_openai_route(scope)
         try:
             self.checker.check(headers.get("authorization"), headers.get("api-key") if openai else None)
         except Unauthorized as exc:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import re
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -63,7 +64,10 @@ class Drainer:
         self._task = loop.create_task(drain())
 
     def install_signal_handlers(self) -> None:
-        """Put our SIGTERM handler in front of the current one (uvicorn's, installed while it serves)."""
+        """Put our SIGTERM handler in front of the current one (uvicorn's, installed while it serves).
+        Only the main thread may set signal handlers; elsewhere (a Ray replica) the host handles shutdown."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         loop = asyncio.get_running_loop()
         previous = signal.getsignal(signal.SIGTERM)
 
@@ -99,10 +103,10 @@ class DrainMiddleware:
             return
         if self.drainer.draining:
             from predictor.errors import NotReady
-            from predictor.http_errors import error_response, is_openai_path
+            from predictor.http_errors import error_response, is_openai_route
 
             exc = NotReady("the server is shutting down; retry on another replica", retry_after=1)
-            await error_response(exc, is_openai_path(path))(scope, receive, send)
+            await error_response(exc, is_openai_route(scope))(scope, receive, send)
             return
         self.drainer.active += 1
         try:

@@ -13,7 +13,14 @@ from predictor.config import Settings
 from predictor.errors import NotReady
 
 
-def install_http(app: FastAPI, model: Any, settings: Settings, *, docs: bool = False) -> drain.Drainer:
+def install_routes(app: FastAPI, model: Any, *, docs: bool = False) -> None:
+    """Before kserve's routes are added, so that ours win on a shared path."""
+    _honest_server_readiness(app, model)
+    if not docs:
+        _remove_docs(app)
+
+
+def install_http(app: FastAPI, model: Any, settings: Settings) -> drain.Drainer:
     """Middlewares on ``app``, innermost first (Starlette puts the last one added outermost)."""
     app.add_middleware(http_errors.UnexpectedErrorMiddleware)
     app.add_middleware(http_errors.BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -22,9 +29,6 @@ def install_http(app: FastAPI, model: Any, settings: Settings, *, docs: bool = F
     app.add_middleware(drain.DrainMiddleware, drainer=drainer)
     app.add_middleware(auth.ApiKeyMiddleware, checker=auth.KeyChecker.from_settings(settings))
     drain.wrap_lifespan(app, drainer)
-    _honest_server_readiness(app, model)
-    if not docs:
-        _remove_docs(app)
     return drainer
 
 

@@ -1,8 +1,10 @@
 """The ``kserve.Model`` that serves OCR over KServe v1, v2 REST and v2 gRPC.
 
-Weights load in the background (kserve's engine hook), so liveness answers at once while
-``/v1/models/{name}`` and ``/v2/models/{name}/ready`` answer 503 until the model is ready
-(reference/kserve.md §0.5). A failed load is logged and ends the process with a non-zero status.
+Lifecycle: ``load()`` loads weights and starts the engine synchronously (tests, Ray Serve replicas);
+kserve's ``ModelServer`` instead calls ``start_engine()``, which runs ``load()`` in a thread so liveness answers
+at once while ``/v1/models/{name}`` and ``/v2/models/{name}/ready`` answer 503 until the model is ready (kserve
+only awaits the hook after marking the model registered). A failed background load is logged and ends the process
+with a non-zero status. ``loaded`` says whether requests can be served; ``stop_engine()`` stops the engine.
 """
 
 from __future__ import annotations
@@ -58,28 +60,49 @@ class OcrModel(kserve.Model):
         self.unloading = False
         self.unloaded = False
         self._load_lock = asyncio.Lock()
+        self._background = False  # True once kserve's start_engine() owns loading
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
     def load(self) -> bool:
-        return True  # weights load in start_engine, off the request path
+        """Load weights and start the engine, blocking; a second call does nothing. Raises on failure.
+
+        Under kserve's ModelServer the weights load in the background (``start_engine``), and kserve's dataplane
+        calls ``load()`` on every v1/v2 request while the model is not ready: that call must not start a second,
+        blocking load on the event loop (nor bring back a model unloaded on purpose), so it only reports.
+        """
+        if self._background:
+            return self.loaded
+        self._load()
+        return True
+
+    def _load(self) -> None:
+        if self.runtime is None:
+            self.runtime = load_runtime(self.settings)
+            self.unloaded = False
+            log.info("model %s ready", self.name)
 
     async def start_engine(self) -> None:
+        self._background = True
         try:
-            self.runtime = await asyncio.to_thread(load_runtime, self.settings)
+            await asyncio.to_thread(self._load)
         except Exception as exc:  # noqa: BLE001 - any load failure must stop the process visibly
             log.error("model load failed: %s", exc, exc_info=not isinstance(exc, PredictorError | RuntimeError))
             logging.shutdown()
             os._exit(1)
-        log.info("model %s ready", self.name)
 
     def stop_engine(self) -> None:
+        """Stop the engine's worker thread (requests still running fail); safe to call more than once."""
         runtime, self.runtime = self.runtime, None
         if runtime is not None:
             runtime.engine.stop()
 
+    @property
+    def loaded(self) -> bool:
+        return self.runtime is not None
+
     async def healthy(self) -> bool:
-        return self.runtime is not None and not self.draining and not self.unloading
+        return self.loaded and not self.draining and not self.unloading
 
     def require_runtime(self) -> Runtime:
         if self.draining:
@@ -118,10 +141,7 @@ class OcrModel(kserve.Model):
         if self.runtime is not None:
             return
         async with self._load_lock:
-            if self.runtime is None:
-                self.runtime = await asyncio.to_thread(load_runtime, self.settings)
-                self.unloaded = False
-                log.info("model %s loaded again", self.name)
+            await asyncio.to_thread(self._load)
 
     # ---- metadata -------------------------------------------------------------------------------------------
 

@@ -1,0 +1,57 @@
+"""The one place that wires the HTTP app around one model: our OpenAI routes (under the OpenAI prefix and
+``/v1``), ``/health``, KServe's v1/v2 REST routes, liveness, ``/metrics``, the error handlers and the body limit.
+
+The server (``python -m predictor``), the in-process API tests and the Ray Serve deployment all build the app
+here, so a route or a handler added once is served everywhere. Building the app loads nothing: weights load in
+``OcrModel.load()`` (synchronous) or ``OcrModel.start_engine()`` (kserve's background hook).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from predictor import guards, http_errors, openai_api
+from predictor.config import Settings
+from predictor.model import OcrModel
+
+
+def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI | None = None,
+              kserve_routes: bool = True, docs: bool = False) -> FastAPI:
+    """Every route of the predictor around ``model`` (a new, unloaded ``OcrModel(settings)`` when not given).
+
+    ``app``: add the routes to this app instead of a new one. ``kserve_routes=False`` leaves out KServe's own
+    routes, for kserve's ``ModelServer``, which adds them to its module-level app when it starts. The model is
+    ``app.state.model``. ``docs``: keep ``/docs`` and ``/openapi.json`` (off by default).
+    """
+    model = model if model is not None else OcrModel(settings)
+    if app is None:
+        app = FastAPI(title="DeepSeek-OCR predictor", docs_url=None, redoc_url=None)
+    openai_api.register(app, model)  # first, so ours win where a path is shared with KServe v1
+    guards.install_routes(app, model, docs=docs)
+    if kserve_routes:
+        _add_kserve_routes(app, model, settings)
+    http_errors.install(app)
+    app.state.drainer = guards.install_http(app, model, settings)
+    app.state.model = model
+    return app
+
+
+def _add_kserve_routes(app: FastAPI, model: OcrModel, settings: Settings) -> Any:
+    """KServe's REST routes (v1, v2, liveness, metrics) and its error handlers, over a repository holding the
+    model under every served name: what kserve's REST server does when it starts, without binding a port."""
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.rest.server import RESTServer
+
+    from predictor.repository import GuardedRepositoryExtension
+
+    repository = ModelRepository()
+    for name in settings.all_model_names:
+        repository.update(model, name)
+    extension = GuardedRepositoryExtension(repository, settings.enable_repository_extension)
+    server = RESTServer("kserve.model_server:app", DataPlane(repository), extension, http_port=0)
+    server._register_endpoints(app)
+    server._add_exception_handlers(app)
+    return repository
