@@ -19,6 +19,15 @@ from predictor.errors import InvalidRequest, PayloadTooLarge
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.IGNORECASE)
 _ACCEPTED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+# The image processors scale the long side to the model's size (1024 px and up): past ~1000:1 the short side
+# rounds to 0 and preprocessing fails. A long receipt is ~50:1; 100:1 leaves room and refuses nonsense early.
+MAX_ASPECT_RATIO = 100
+
+
+def check_aspect(width: float, height: float, field: str, what: str = "image") -> None:
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InvalidRequest(f"{field}: the {what} is {width:g}x{height:g}, an aspect ratio over "
+                             f"{MAX_ASPECT_RATIO}:1; crop or split it", param=field)
 
 
 def decode_base64(value: object, field: str, max_bytes: int) -> bytes:
@@ -61,6 +70,7 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
             width, height = image.size
             if width < 1 or height < 1:
                 raise InvalidRequest(f"{field} has an empty image", param=field)
+            check_aspect(width, height, field)
             if width * height > max_pixels:
                 raise InvalidRequest(
                     f"{field} is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
@@ -120,6 +130,7 @@ def _render_page(pdf: object, index: int, field: str, max_pixels: int) -> Image.
         width, height = page.get_size()  # points (1/72 inch)
         if width <= 0 or height <= 0:
             raise InvalidRequest(f"{field} page {index + 1} is empty", param=field)
+        check_aspect(width, height, field, f"page {index + 1}")
         scale = min(PDF_DPI / 72, math.sqrt(max_pixels / (width * height)))
         return page.render(scale=scale).to_pil().convert("RGB")
     except pdfium.PdfiumError as exc:

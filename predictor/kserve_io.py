@@ -8,6 +8,8 @@ reference/kserve.md §0.2; raw bytes over gRPC), an optional BYTES ``prompt`` an
 from __future__ import annotations
 
 import json
+import math
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,15 +166,36 @@ def _v2_parameters(request: InferRequest) -> dict[str, Any]:
 def _bytes_elements(inp: Any, name: str) -> list[Any]:
     if inp.datatype != "BYTES":
         raise InvalidRequest(f"input '{name}' must have datatype BYTES, got {inp.datatype}", param=name)
-    # gRPC clients may send raw_input_contents (length-prefixed) instead of bytes_contents
-    data = inp.as_numpy() if getattr(inp, "_raw_data", None) is not None else inp.data
+    data = _raw_elements(inp, name) if getattr(inp, "_raw_data", None) is not None else inp.data
     if data is None:
         raise InvalidRequest(f"input '{name}' has no data", param=name)
     if isinstance(data, np.ndarray):
         data = data.ravel().tolist()
     if not isinstance(data, list) or not all(isinstance(x, str | bytes) for x in data):
         raise InvalidRequest(f"input '{name}' must be a list of strings", param=name)
+    _check_shape(inp.shape, len(data), name)
     return data
+
+
+def _raw_elements(inp: Any, name: str) -> Any:
+    """gRPC ``raw_input_contents``: each element is a 4-byte little-endian length, then that many bytes."""
+    try:
+        return inp.as_numpy()
+    except (ValueError, TypeError, struct.error) as exc:
+        raise InvalidRequest(f"input '{name}': raw_input_contents is not a sequence of length-prefixed elements "
+                             "matching the shape (each element: 4-byte little-endian length, then the bytes)",
+                             param=name) from exc
+
+
+def _check_shape(shape: Any, count: int, name: str) -> None:
+    """The declared shape must hold exactly the elements sent (the protocol says so; a mismatch is a bug)."""
+    dims = list(shape or [])
+    if not dims or any(not isinstance(d, int) or isinstance(d, bool) or d < 0 for d in dims):
+        raise InvalidRequest(f"input '{name}' has shape {dims}; give non-negative sizes, e.g. [{count}]",
+                             param=name)
+    if math.prod(dims) != count:
+        raise InvalidRequest(f"input '{name}' declares shape {dims} ({math.prod(dims)} elements) but has {count}",
+                             param=name)
 
 
 def _text(value: str | bytes, name: str) -> str:

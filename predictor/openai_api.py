@@ -81,6 +81,8 @@ class OpenAIRoutes:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidRequest(f"body is not valid JSON: {exc}", param=None) from exc
+        except RecursionError as exc:
+            raise InvalidRequest("body is nested too deeply", param=None) from exc
         runtime = self.runtime()
         chat = proto.parse_chat_request(body, runtime.settings.max_images_per_request)
         if chat.model not in self.names:

@@ -11,6 +11,7 @@ from typing import Any
 
 from predictor.engine.ngram import MAX_NGRAM_SIZE, MAX_NGRAM_WINDOW
 from predictor.errors import InvalidRequest
+from predictor.tasks import check_text
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,23 @@ def _bool(name: str, value: Any) -> bool:
 def _str(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string, got {type(value).__name__}", param=name)
-    return value
+    return check_text(value, name)
+
+
+MAX_STOP = 4  # OpenAI's own limit
+MAX_STOP_CHARS = 256  # a stop string is held back from a stream until it cannot match: keep that bounded
 
 
 def _stop(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items) or len(items) > 4:
-        raise InvalidRequest("stop must be a non-empty string or a list of at most 4 non-empty strings",
+    if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items) or len(items) > MAX_STOP:
+        raise InvalidRequest(f"stop must be a non-empty string or a list of at most {MAX_STOP} non-empty strings",
                              param="stop")
-    return tuple(items)
+    if any(len(s) > MAX_STOP_CHARS for s in items):
+        raise InvalidRequest(f"each stop string must be at most {MAX_STOP_CHARS} characters", param="stop")
+    return tuple(check_text(s, "stop") for s in items)
 
 
 _PARSERS = {

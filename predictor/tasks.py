@@ -25,12 +25,22 @@ TASKS: dict[str, str] = {
 }
 
 
+def check_text(value: str, name: str) -> str:
+    """Refuse text the tokenizer cannot take: a lone UTF-16 surrogate (JSON allows ``"\\ud800"``) is no character."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"'{name}' contains an unpaired surrogate at position {exc.start}; send valid Unicode",
+                             param=name) from exc
+    return value
+
+
 def _check_ref(ref: str | None) -> str:
     if ref is None:
         raise InvalidRequest("the 'locate' task needs 'ref': the text to find in the image", param="ref")
     if not isinstance(ref, str):
         raise InvalidRequest("'ref' must be a string", param="ref")
-    ref = ref.strip()
+    ref = check_text(ref, "ref").strip()
     if not ref:
         raise InvalidRequest("'ref' must not be empty", param="ref")
     if len(ref) > MAX_REF_CHARS:
@@ -57,9 +67,14 @@ def _raw_prompt_text(prompt: str) -> str:
         raise InvalidRequest("'prompt' must be a string", param="prompt")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InvalidRequest(f"'prompt' is longer than {MAX_PROMPT_CHARS} characters", param="prompt")
+    check_text(prompt, "prompt")
     # The image placeholder count must match the image embeddings exactly, so user-placed ones are removed and a
-    # single one is put first, where the model expects it.
-    text = prompt.replace(IMAGE_TAG, "").strip()
+    # single one is put first, where the model expects it. Removing one can join its neighbours into another
+    # ("<<image>image>"), so repeat until none is left.
+    text = prompt
+    while IMAGE_TAG in text:
+        text = text.replace(IMAGE_TAG, "")
+    text = text.strip()
     if not text:
         raise InvalidRequest("'prompt' has no text besides the image placeholder", param="prompt")
     return text
