@@ -58,6 +58,8 @@ class Settings:
     max_instances: int = 16
     max_images_per_request: int = 8
     max_pdf_pages: int = 32
+    max_page_pixels: int = 16_000_000
+    max_request_pixels: int = 100_000_000
     allow_remote_images: bool = False
     remote_image_hosts: list[str] = field(default_factory=list)
     remote_image_max_bytes: int = 16 * 1024 * 1024
@@ -111,7 +113,9 @@ _HELP = {
     "max_image_pixels": "largest decoded image (width x height)",
     "max_instances": "most images in one KServe v1/v2 request",
     "max_images_per_request": "most images in one OpenAI chat request",
-    "max_pdf_pages": "most PDF pages rendered for one document (and for one OpenAI request)",
+    "max_pdf_pages": "most PDF pages in one request (all its documents together), counted before rendering",
+    "max_page_pixels": "most pixels of one rendered PDF page: a larger page renders below 144 DPI",
+    "max_request_pixels": "most pixels of all rendered PDF pages of one request (checked before rendering)",
     "allow_remote_images": "allow http(s) image URLs (public addresses of --remote_image_hosts only)",
     "remote_image_hosts": "comma-separated host names remote images may come from",
     "ngram_size": "repetition guard n-gram size (0 disables)",
@@ -189,8 +193,8 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
     if s.model_dir and not os.path.exists(os.path.join(s.model_dir, "config.json")):
         raise ConfigError(f"--model_dir {s.model_dir!r} has no config.json (is it a checkpoint directory?)")
     positive = ("max_new_tokens", "default_max_tokens", "max_batch_size", "max_batch_tokens", "max_body_bytes",
-                "max_image_pixels", "max_instances", "max_images_per_request", "max_pdf_pages",
-                "remote_image_max_bytes")
+                "max_image_pixels", "max_instances", "max_images_per_request", "max_pdf_pages", "max_page_pixels",
+                "max_request_pixels", "remote_image_max_bytes")
     for name in positive:
         if getattr(s, name) < 1:
             raise ConfigError(f"--{name} must be at least 1, got {getattr(s, name)}")

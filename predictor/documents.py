@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import math
 import re
 import threading
 import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -102,41 +106,113 @@ def is_pdf(data: bytes) -> bool:
     return data[:5] == b"%PDF-"
 
 
+@dataclass(frozen=True)
+class DocumentLimits:
+    max_image_pixels: int  # one decoded image
+    max_pdf_pages: int  # PDF pages of one request, all documents together
+    max_page_pixels: int  # one rendered PDF page: a larger page renders at a lower DPI
+    max_request_pixels: int  # all rendered PDF pages of one request
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DocumentLimits:
+        return cls(settings.max_image_pixels, settings.max_pdf_pages,
+                   min(settings.max_page_pixels, settings.max_image_pixels), settings.max_request_pixels)
+
+
+@dataclass(frozen=True)
+class PdfPlan:
+    """What rendering a PDF will cost, read from its page sizes without rendering anything."""
+
+    field: str
+    scales: list[float]
+    pixels: int
+
+    @property
+    def pages(self) -> int:
+        return len(self.scales)
+
+
+def plan_pdf(data: bytes, field: str, max_pages: int, max_page_pixels: int) -> PdfPlan:
+    """Count the pages and choose each page's scale: 144 DPI, lower for a page that would exceed the pixel cap
+    (a 200x200-inch page is only a few hundred bytes of PDF but 800 MB of pixels at 144 DPI)."""
+    import pypdfium2 as pdfium
+
+    with _PDFIUM_LOCK, _open_pdf(data, field) as pdf:
+        count = len(pdf)
+        if count == 0:
+            raise InvalidRequest(f"{field} is a PDF without pages", param=field)
+        if count > max_pages:
+            raise InvalidRequest(f"{field} has {count} pages, over the limit of {max_pages}", param=field)
+        scales, pixels = [], 0
+        for index in range(count):
+            try:
+                width, height = pdf.get_page_size(index)  # points (1/72 inch)
+            except pdfium.PdfiumError as exc:
+                raise InvalidRequest(f"{field} page {index + 1} cannot be read", param=field) from exc
+            if not (width > 0 and height > 0):
+                raise InvalidRequest(f"{field} page {index + 1} is empty", param=field)
+            check_aspect(width, height, field, f"page {index + 1}")
+            scale = min(PDF_DPI / 72, math.sqrt(max_page_pixels / (width * height)))
+            scales.append(scale)
+            pixels += math.ceil(width * scale) * math.ceil(height * scale)
+        return PdfPlan(field, scales, pixels)
+
+
+@contextlib.contextmanager
+def _open_pdf(data: bytes, field: str) -> Iterator[Any]:
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except (pdfium.PdfiumError, ValueError) as exc:
+        raise InvalidRequest(f"{field} is not a readable PDF", param=field) from exc
+    try:
+        yield pdf
+    finally:
+        pdf.close()
+
+
+def render_planned(data: bytes, plan: PdfPlan) -> list[Image.Image]:
+    with _PDFIUM_LOCK, _open_pdf(data, plan.field) as pdf:
+        return [_render_page(pdf, i, plan.field, scale) for i, scale in enumerate(plan.scales)]
+
+
 def render_pdf(data: bytes, field: str, max_pages: int, max_pixels: int) -> list[Image.Image]:
     """Every page as an RGB image at 144 DPI (less for a page that would exceed the pixel limit)."""
+    return render_planned(data, plan_pdf(data, field, max_pages, max_pixels))
+
+
+def _render_page(pdf: Any, index: int, field: str, scale: float) -> Image.Image:
     import pypdfium2 as pdfium
 
-    with _PDFIUM_LOCK:
-        try:
-            pdf = pdfium.PdfDocument(data)
-        except (pdfium.PdfiumError, ValueError) as exc:
-            raise InvalidRequest(f"{field} is not a readable PDF", param=field) from exc
-        try:
-            count = len(pdf)
-            if count == 0:
-                raise InvalidRequest(f"{field} is a PDF without pages", param=field)
-            if count > max_pages:
-                raise InvalidRequest(f"{field} has {count} pages, over the limit of {max_pages}", param=field)
-            return [_render_page(pdf, i, field, max_pixels) for i in range(count)]
-        finally:
-            pdf.close()
-
-
-def _render_page(pdf: object, index: int, field: str, max_pixels: int) -> Image.Image:
-    import pypdfium2 as pdfium
-
-    page = pdf[index]  # type: ignore[index]
+    page = pdf[index]
     try:
-        width, height = page.get_size()  # points (1/72 inch)
-        if width <= 0 or height <= 0:
-            raise InvalidRequest(f"{field} page {index + 1} is empty", param=field)
-        check_aspect(width, height, field, f"page {index + 1}")
-        scale = min(PDF_DPI / 72, math.sqrt(max_pixels / (width * height)))
         return page.render(scale=scale).to_pil().convert("RGB")
     except pdfium.PdfiumError as exc:
         raise InvalidRequest(f"{field} page {index + 1} cannot be rendered", param=field) from exc
     finally:
         page.close()
+
+
+def decode_documents(items: Sequence[tuple[bytes, str]], limits: DocumentLimits) -> list[list[Image.Image]]:
+    """The pages of every document of one request (``(data, field)`` each). Every PDF's page count and rendered
+    size are checked against the request's limits before any page is rendered."""
+    plans = [plan_pdf(data, field, limits.max_pdf_pages, limits.max_page_pixels) if is_pdf(data) else None
+             for data, field in items]
+    pages = pixels = 0
+    for plan in plans:
+        if plan is None:
+            continue
+        pages, pixels = pages + plan.pages, pixels + plan.pixels
+        if pages > limits.max_pdf_pages:
+            raise InvalidRequest(f"{plan.field}: the request's PDFs have more than {limits.max_pdf_pages} pages "
+                                 "together, over the limit per request", param=plan.field)
+        if pixels > limits.max_request_pixels:
+            raise InvalidRequest(f"{plan.field}: the request's PDF pages would render to more than "
+                                 f"{limits.max_request_pixels} pixels together, over the limit per request; "
+                                 "send fewer or smaller pages", param=plan.field)
+    return [render_planned(data, plan) if plan is not None else [decode_image(data, field, limits.max_image_pixels)]
+            for (data, field), plan in zip(items, plans, strict=True)]
 
 
 def decode_document(data: bytes, field: str, max_pixels: int, max_pages: int) -> list[Image.Image]:

@@ -20,7 +20,7 @@ from kserve.utils.utils import generate_uuid
 from PIL import Image
 
 from predictor.config import Settings
-from predictor.documents import decode_base64, decode_document, is_pdf
+from predictor.documents import DocumentLimits, decode_base64, decode_documents, is_pdf
 from predictor.errors import InvalidRequest, PayloadTooLarge
 from predictor.options import OcrOptions, parse_options
 from predictor.service import OcrOutput
@@ -38,9 +38,11 @@ class OcrJob:
     pdf: bool = False
 
 
-def _job(data: bytes, field: str, options: OcrOptions, settings: Settings) -> OcrJob:
-    pages = decode_document(data, field, settings.max_image_pixels, settings.max_pdf_pages)
-    return OcrJob(pages, options, pdf=is_pdf(data))
+def _jobs(items: list[tuple[bytes, str, OcrOptions]], settings: Settings) -> list[OcrJob]:
+    """Decode every input of a request together: the request's PDF limits are checked before any page renders."""
+    documents = decode_documents([(data, field) for data, field, _ in items], DocumentLimits.from_settings(settings))
+    return [OcrJob(pages, options, pdf=is_pdf(data))
+            for (data, _, options), pages in zip(items, documents, strict=True)]
 
 
 @dataclass
@@ -62,7 +64,7 @@ def parse_v1(payload: dict[str, Any] | bytes, settings: Settings) -> ParsedReque
             # curl -d without -H sends JSON as form data, which kserve hands over as raw bytes
             raise InvalidRequest("body looks like JSON but was not sent as JSON: add the header "
                                  "'Content-Type: application/json'", param="body")
-        return ParsedRequest([_job(bytes(payload), "body", OcrOptions(), settings)], "v1")
+        return ParsedRequest(_jobs([(bytes(payload), "body", OcrOptions())], settings), "v1")
     if not isinstance(payload, dict):
         raise InvalidRequest("body must be a JSON object with an 'instances' list", param="instances")
     instances = payload.get("instances")
@@ -73,7 +75,7 @@ def parse_v1(payload: dict[str, Any] | bytes, settings: Settings) -> ParsedReque
     if len(instances) > settings.max_instances:
         raise InvalidRequest(f"{len(instances)} instances exceed the limit of {settings.max_instances}",
                              param="instances")
-    jobs = [_v1_instance(item, i, settings) for i, item in enumerate(instances)]
+    jobs = _jobs([_v1_instance(item, i, settings) for i, item in enumerate(instances)], settings)
     stream = _flag(payload.get("stream", False), "stream")
     if stream and (len(jobs) != 1 or len(jobs[0].pages) != 1):
         raise InvalidRequest("stream needs exactly one instance with one image (not a multi-page PDF)",
@@ -87,7 +89,7 @@ def _flag(value: Any, name: str) -> bool:
     return value
 
 
-def _v1_instance(item: Any, index: int, settings: Settings) -> OcrJob:
+def _v1_instance(item: Any, index: int, settings: Settings) -> tuple[bytes, str, OcrOptions]:
     where = f"instances[{index}]"
     if isinstance(item, str):
         item = {"image": item}  # a bare base64 string per instance is accepted too
@@ -97,7 +99,7 @@ def _v1_instance(item: Any, index: int, settings: Settings) -> OcrJob:
         raise InvalidRequest(f"{where}.image is required", param=f"{where}.image")
     data = decode_base64(item["image"], f"{where}.image", settings.max_body_bytes)
     options = _prefixed(lambda: parse_options({k: v for k, v in item.items() if k != "image"}), where)
-    return _job(data, f"{where}.image", options, settings)
+    return data, f"{where}.image", options
 
 
 def _prefixed(build: Any, where: str) -> Any:
@@ -147,14 +149,14 @@ def parse_v2(request: InferRequest, settings: Settings) -> ParsedRequest:
         prompts = given * len(images) if len(given) == 1 else given
     params = _v2_parameters(request)
     options = parse_options({**params, "prompt": None}, ignore=_V2_PROTOCOL_PARAMS)
-    jobs = []
+    items = []
     for i, (element, prompt) in enumerate(zip(images, prompts, strict=True)):
         field = f"image[{i}]"
         data = element if isinstance(element, bytes) else decode_base64(element, field, settings.max_body_bytes)
         job_options = options if prompt is None else parse_options({**params, "prompt": prompt},
                                                                    ignore=_V2_PROTOCOL_PARAMS)
-        jobs.append(_job(data, field, job_options, settings))
-    return ParsedRequest(jobs, "v2", v2_request=request)
+        items.append((data, field, job_options))
+    return ParsedRequest(_jobs(items, settings), "v2", v2_request=request)
 
 
 def _v2_parameters(request: InferRequest) -> dict[str, Any]:

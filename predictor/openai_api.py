@@ -19,7 +19,7 @@ from PIL import Image
 
 from predictor import openai_protocol as proto
 from predictor.aio import gather_or_cancel
-from predictor.documents import decode_base64, decode_document, is_pdf
+from predictor.documents import DocumentLimits, decode_base64, decode_documents, is_pdf
 from predictor.errors import InvalidRequest, ModelNotFound, NotReady, PredictorError
 from predictor.http_errors import OpenAIRoute, register_routes, sse_error_frame
 from predictor.model import OcrModel
@@ -88,12 +88,10 @@ class OpenAIRoutes:
         if chat.model not in self.names:
             raise ModelNotFound(f"model {chat.model!r} does not exist; served: {', '.join(self.names)}",
                                 param="model")
-        documents = await asyncio.gather(*(self._pages(url, i, runtime) for i, url in enumerate(chat.images)))
-        pages = [(page, pdf) for doc_pages, pdf in documents for page in doc_pages]
-        pdf_pages = sum(len(doc_pages) for doc_pages, pdf in documents if pdf)
-        if pdf_pages > runtime.settings.max_pdf_pages:
-            raise InvalidRequest(f"{pdf_pages} PDF pages exceed the limit of {runtime.settings.max_pdf_pages} per "
-                                 "request", param="messages")
+        data = await asyncio.gather(*(self._bytes(url, i, runtime) for i, url in enumerate(chat.images)))
+        documents = await asyncio.to_thread(decode_documents, data, DocumentLimits.from_settings(runtime.settings))
+        pages = [(page, is_pdf(raw)) for (raw, _), doc_pages in zip(data, documents, strict=True)
+                 for page in doc_pages]
         if chat.stream:
             return StreamingResponse(self._stream(chat, pages, runtime), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -101,16 +99,12 @@ class OpenAIRoutes:
                                          for page, pdf in pages))
         return JSONResponse(proto.completion(chat, chat.model, list(outputs)))
 
-    async def _pages(self, url: str, index: int, runtime: Runtime) -> tuple[list[Image.Image], bool]:
+    async def _bytes(self, url: str, index: int, runtime: Runtime) -> tuple[bytes, str]:
         field = f"image_url[{index}]"
         settings = runtime.settings
         if url.lower().startswith(("http://", "https://")):
-            data = await fetch_image(url, field, settings)
-        else:
-            data = await asyncio.to_thread(decode_base64, url, field, settings.max_body_bytes)
-        pages = await asyncio.to_thread(decode_document, data, field, settings.max_image_pixels,
-                                        settings.max_pdf_pages)
-        return pages, is_pdf(data)
+            return await fetch_image(url, field, settings), field
+        return await asyncio.to_thread(decode_base64, url, field, settings.max_body_bytes), field
 
     async def _stream(self, chat: proto.ChatRequest, pages: list[tuple[Image.Image, bool]],
                       runtime: Runtime) -> AsyncIterator[str]:
