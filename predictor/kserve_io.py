@@ -108,7 +108,7 @@ def _prefixed(build: Any, where: str) -> Any:
         return build()
     except InvalidRequest as exc:
         param = f"{where}.{exc.param}" if exc.param else where
-        raise InvalidRequest(f"{where}: {exc.message}", param=param) from exc
+        raise InvalidRequest(f"{param}: {exc.message}", param=param) from exc
 
 
 def v1_response(outputs: list[OcrOutput], model_name: str) -> dict[str, Any]:
