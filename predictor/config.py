@@ -58,7 +58,7 @@ class Settings:
     max_instances: int = 16
     max_images_per_request: int = 8
     max_pdf_pages: int = 32
-    max_page_pixels: int = 16_000_000
+    max_page_pixels: int = 8_000_000
     max_request_pixels: int = 100_000_000
     allow_remote_images: bool = False
     remote_image_hosts: list[str] = field(default_factory=list)

@@ -82,4 +82,5 @@ def load_runtime(settings: Settings) -> Runtime:
                     max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
                     request_timeout=settings.request_timeout, max_prefill_batch=hardware.max_prefill_batch)
     engine.start()
-    return Runtime(settings, hardware, family, engine, OcrService(settings, family, engine))
+    return Runtime(settings, hardware, family, engine, OcrService(settings, family, engine,
+                                                                     hardware.max_prefill_batch))
