@@ -6,7 +6,7 @@ DEMO_DIR ?= .cache/tiny-deepseek-ocr2
 MODEL_ID ?= deepseek-ai/DeepSeek-OCR
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install run demo demo-serve test test-unit test-api test-e2e chart-test image-test lint bench clean
+.PHONY: help install run demo demo-serve test test-unit test-api test-e2e chart-test image-test lint bench soak clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ lint:
 
 bench: install ## batching benchmark on the tiny checkpoint (prints one JSON line)
 	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_batching.py
+
+soak: ## reliability suite on the tiny model, loopback only (~10 min; not part of `make test`; see docs/RELIABILITY.md)
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m tests.soak.run_soak
 
 clean:
 	rm -rf .cache build dist *.egg-info .pytest_cache .ruff_cache

@@ -44,6 +44,8 @@ def serve(settings, args) -> None:  # noqa: ANN001 - argparse namespace from kse
     # kserve hands its module-level args to the gRPC server: raise its 8 MiB message cap to our body limit.
     for key in ("grpc_max_send_message_length", "grpc_max_receive_message_length"):
         setattr(model_server.args, key, max(settings.max_body_bytes, getattr(args, key)))
+    # On SIGTERM our drain (predictor/drain.py) lets in-flight requests finish within --shutdown_grace before
+    # uvicorn's shutdown begins; uvicorn and the gRPC server then only close, hence their short grace.
     server = kserve.ModelServer(http_port=settings.http_port, grpc_port=settings.grpc_port,
                                 enable_grpc=settings.enable_grpc, workers=1, grace_period=2)
     guards.install_server(server, settings)
