@@ -12,6 +12,7 @@ from predictor.engine.engine import Engine
 from predictor.errors import LoadError
 from predictor.families.base import LoadSettings, ModelFamily
 from predictor.hardware import Hardware, disable_compile, resolve
+from predictor.resolve import check_default_mode
 from predictor.service import OcrService
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ def load_runtime(settings: Settings) -> Runtime:
     hardware = resolve(settings)
     log.info("hardware: %s", hardware.description)
     path = resolve_checkpoint(settings)
-    family = detect_family(path)()
+    family_class = detect_family(path)
+    check_default_mode(settings, family_class)
+    family = family_class()
     log.info("loading %s from %s", family.name, path)
     family.load(path, LoadSettings(hardware.device, hardware.dtype, hardware.attn_implementation,
                                    hardware.experts_implementation))

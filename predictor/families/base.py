@@ -53,8 +53,9 @@ class ModelFamily(abc.ABC):
     name: ClassVar[str]
     #: The values accepted for ``ImageOptions.mode``; the first is the default.
     modes: ClassVar[tuple[str, ...]]
-    #: Largest accepted ``max_crops``.
+    #: Largest accepted ``max_crops``, and the value used when a request does not say.
     max_crops_limit: ClassVar[int]
+    default_max_crops: ClassVar[int]
 
     model: Any = None
     tokenizer: Any = None
@@ -90,19 +91,17 @@ class ModelFamily(abc.ABC):
     def default_mode(self) -> str:
         return self.modes[0]
 
-    def check_options(self, options: ImageOptions) -> ImageOptions:
-        """Validate per-request options against this family; a bad value is a 400 naming the option."""
-        if options.mode is not None and options.mode not in self.modes:
-            raise InvalidRequest(
-                f"mode {options.mode!r} is not valid for {self.name}; accepted values: {', '.join(self.modes)}",
-                param="mode",
-            )
-        if options.max_crops is not None and not (1 <= options.max_crops <= self.max_crops_limit):
-            raise InvalidRequest(
-                f"max_crops must be an integer between 1 and {self.max_crops_limit} for {self.name}",
-                param="max_crops",
-            )
-        return options
+    @classmethod
+    def image_options(cls, mode: str | None, max_crops: int | None) -> ImageOptions:
+        """Per-request resolution settings, validated against this family (a bad value is a 400 naming the
+        option) and with the family's defaults filled in. The only place these are checked."""
+        if mode is not None and mode not in cls.modes:
+            raise InvalidRequest(f"mode {mode!r} is not valid for {cls.name}; accepted values: {', '.join(cls.modes)}",
+                                 param="mode")
+        if max_crops is not None and not (1 <= max_crops <= cls.max_crops_limit):
+            raise InvalidRequest(f"max_crops must be an integer between 1 and {cls.max_crops_limit} for {cls.name}",
+                                 param="max_crops")
+        return ImageOptions(mode or cls.modes[0], max_crops or cls.default_max_crops)
 
     @property
     def eos_token_id(self) -> int:

@@ -83,7 +83,7 @@ class DeepseekOcrV1Family(ModelFamily):
     # ---- requests -----------------------------------------------------------------------------------------
 
     def _resolve(self, options: ImageOptions) -> tuple[str, int]:
-        options = self.check_options(options)
+        # options come validated from the resolve step; unset values (direct callers) take the defaults
         return options.mode or self.default_mode, options.max_crops or self.default_max_crops
 
     def count_image_tokens(self, width: int, height: int, options: ImageOptions) -> int:

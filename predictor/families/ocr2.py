@@ -36,6 +36,7 @@ class DeepseekOcr2Family(ModelFamily):
     # global: the 1024 global view alone, fewer tokens for simple pages.
     modes = ("dynamic", "global")
     max_crops_limit = 6
+    default_max_crops = DEFAULT_MAX_CROPS
 
     def __init__(self) -> None:
         self.processor: Any = None

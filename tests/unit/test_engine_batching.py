@@ -181,20 +181,21 @@ def test_grounding_task_text_is_the_labels(family):
     """`grounding` outputs carry the recognised text in the ref labels; content lists them, blocks keep boxes."""
     from predictor.config import Settings
     from predictor.options import OcrOptions
-    from predictor.service import OcrService, _labels_are_text
+    from predictor.service import OcrService
 
     service = OcrService(Settings(), family, engine=None)  # _finish needs no engine
+    resolved = service.resolver.options
     raw = ("<|ref|>Invoice 42<|/ref|><|det|>[[10, 20, 500, 80]]<|/det|>\n"
            "<|ref|>Total: 9<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|>")
     result = GenerationResult(text=raw, token_ids=[1], finish_reason="stop", prompt_tokens=3, completion_tokens=1,
                               image_tokens=1)
     image = page_image((1000, 500))
-    out = asyncio.run(service._finish(image, OcrOptions(task="grounding"), result))
+    out = asyncio.run(service._finish(image, resolved(OcrOptions(task="grounding")), result))
     assert out.text == "Invoice 42\nTotal: 9"
     assert out.blocks[0]["boxes_px"] == [[10, 10, 501, 40]]
-    plain = asyncio.run(service._finish(image, OcrOptions(task="markdown"), result))
+    plain = asyncio.run(service._finish(image, resolved(OcrOptions(task="markdown")), result))
     assert plain.text == "" and len(plain.blocks) == 2
-    assert not _labels_are_text(OcrOptions(task="grounding", raw=True))
+    assert not resolved(OcrOptions(task="grounding", raw=True)).labels_are_text
 
 
 def test_repetition_guard_applies_per_row(family):

@@ -214,10 +214,12 @@ def test_exif_orientation_in_prepare(family):
 
 def test_bad_options_and_prompts(family):
     with pytest.raises(InvalidRequest) as info:
-        family.prepare(_page((400, 300)), PROMPT, ImageOptions(mode="dynamic"))
+        family.image_options("dynamic", None)
     assert info.value.param == "mode"
-    with pytest.raises(InvalidRequest):
-        family.count_image_tokens(400, 300, ImageOptions(max_crops=10))
+    with pytest.raises(InvalidRequest) as info:
+        family.image_options(None, 10)
+    assert info.value.param == "max_crops"
+    assert family.image_options(None, None) == ImageOptions("gundam", v1_images.DEFAULT_MAX_CROPS)
     with pytest.raises(InvalidRequest):
         expand_image_token("<image><image>\nFree OCR.", 3)
     assert expand_image_token("<image>\nx", 2) == "<image><image>\nx"
