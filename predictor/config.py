@@ -196,8 +196,8 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
     if not (0 <= s.ngram_size <= 200) or (s.ngram_size and s.ngram_window < s.ngram_size):
         raise ConfigError("--ngram_size must be 0..200 and --ngram_window at least --ngram_size")
     if s.workers != 1:
-        # kserve's multi-process mode pickles the model into each worker and drops our extra routes
-        # (reference/kserve.md §0.4): scale with replicas instead.
+        # kserve's multi-process mode pickles the model into each worker and drops the routes we add to the
+        # app (docs/ARCHITECTURE.md): scale with replicas instead.
         raise ConfigError("--workers must be 1; scale with replicas (or --max_batch_size) instead")
     if s.device == "cuda":
         import torch

@@ -1,8 +1,9 @@
 """The worker thread that owns the model: iteration-level batching over the model's forward and KV cache.
 
-transformers' continuous batching is text-only in 5.24 and silently drops images (reference/transformers.md §2),
-so this loop does it itself: each new request is prefilled alone (vision encoder + prompt) and joins the
-running decode batch at the next step; a finished or cancelled row leaves at once. A failure inside one
+transformers' continuous batching is text-only and drops image inputs (docs/ARCHITECTURE.md), so this loop does
+it itself: new requests are prefilled (vision encoder + prompt) in groups the family says can share a forward,
+on the prefill thread, and join the running decode batch at the next step; a finished or cancelled row leaves
+at once. A failure inside one
 request's prefill fails only that request; the worker itself never dies.
 """
 
@@ -23,7 +24,7 @@ from predictor.engine import metrics
 from predictor.engine.detokenizer import IncrementalDetokenizer
 from predictor.engine.kv import BatchCache
 from predictor.engine.ngram import table_token_ids
-from predictor.engine.prefill import Prefilled, Prefiller, group_key
+from predictor.engine.prefill import Prefilled, Prefiller
 from predictor.engine.sampler import RowSampler
 from predictor.engine.types import Delta, GenerationRequest, GenerationResult
 from predictor.errors import Cancelled, EngineFault, OutOfMemory, RequestTimeout
@@ -138,7 +139,7 @@ class Worker:
             admitted.append(self.waiting.popleft())
         groups: dict[Any, list[GenerationRequest]] = {}
         for request in admitted:
-            groups.setdefault(group_key(request.prepared), []).append(request)
+            groups.setdefault(request.prepared.group_key, []).append(request)
         for group in groups.values():
             for start in range(0, len(group), self.max_prefill_batch):
                 chunk = group[start:start + self.max_prefill_batch]

@@ -8,8 +8,8 @@ from predictor import resolve
 from predictor.config import Settings
 from predictor.errors import ConfigError, InvalidRequest
 from predictor.families.base import ImageOptions
-from predictor.families.ocr1 import DeepseekOcrV1Family
-from predictor.families.ocr2 import DeepseekOcr2Family
+from predictor.families.v1.family import DeepseekOcrV1Family
+from predictor.families.v2 import DeepseekOcr2Family
 from predictor.options import OcrOptions, parse_options
 from predictor.service import OcrOutput, merge_pages
 from tests.conftest import png_bytes

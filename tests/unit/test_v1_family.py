@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from predictor.errors import InvalidRequest, LoadError
-from predictor.families import v1_images
 from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.ocr1 import DeepseekOcrV1Family, expand_image_token
-from predictor.families.v1_config import is_v1_config, translate_v1_config
+from predictor.families.v1 import images as v1_images
+from predictor.families.v1.config import is_v1_config, translate_v1_config
+from predictor.families.v1.family import DeepseekOcrV1Family, expand_image_token
 from predictor.testing.tiny_v1 import build_v1, v1_config_json
 
 SETTINGS = LoadSettings(device="cpu", dtype=torch.float32, attn_implementation="sdpa", experts_implementation=None)
