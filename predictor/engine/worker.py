@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +56,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 class Worker:
     def __init__(self, family: Any, device: Any, max_batch_size: int, max_batch_tokens: int,
-                 max_prefill_batch: int = 8):
+                 max_prefill_batch: int):
         self.family = family
         self.model = family.model
         self.device = device
@@ -104,7 +105,7 @@ class Worker:
                     self._step()
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 log.exception("engine step failed; failing the running batch")
-                self._fail_all(EngineFault("generation failed inside the model"))
+                self._fail_all(lambda: EngineFault("generation failed inside the model"))
 
     def _collect(self, block: bool) -> None:
         try:
@@ -214,8 +215,9 @@ class Worker:
         try:
             out = self.model(input_ids=ids, attention_mask=self.family.decode_mask(mask), position_ids=positions,
                              cache=self.batch.cache, use_cache=True)
-        except Exception as exc:  # noqa: BLE001
-            self._fail_all(OutOfMemory("out of GPU memory; retry later", retry_after=5) if _is_oom(exc)
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the rows of this step are lost
+            oom = _is_oom(exc)
+            self._fail_all(lambda: OutOfMemory("out of GPU memory; retry later", retry_after=5) if oom
                            else EngineFault("generation failed inside the model"))
             if not _is_oom(exc):
                 log.exception("decode step failed")
@@ -282,9 +284,9 @@ class Worker:
                 or (r.request.deadline is not None and time.monotonic() > r.request.deadline)]
         for i in gone:
             request = self.rows[i].request
-            request.emit(Cancelled("cancelled") if request.cancelled.is_set()
-                         else RequestTimeout("request timed out"))
-            metrics.FINISHED.labels(reason="cancelled").inc()
+            cancelled = request.cancelled.is_set()
+            request.emit(Cancelled("cancelled") if cancelled else RequestTimeout("request timed out"))
+            metrics.FINISHED.labels(reason="cancelled" if cancelled else "timeout").inc()
         if gone:
             self._keep([i for i in range(len(self.rows)) if i not in set(gone)])
 
@@ -325,9 +327,11 @@ class Worker:
             request.emit(EngineFault("the model failed on this input"))
         metrics.FINISHED.labels(reason="error").inc()
 
-    def _fail_all(self, error: Exception) -> None:
+    def _fail_all(self, error: Callable[[], Exception]) -> None:
+        """Fail every running row, each with its own exception (one instance raised in many tasks would share
+        and keep growing its traceback)."""
         for row in self.rows:
-            row.request.emit(error)
+            row.request.emit(error())
             metrics.FINISHED.labels(reason="error").inc()
         self.rows = []
         self.batch.clear()

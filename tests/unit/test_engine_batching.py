@@ -89,7 +89,7 @@ def test_poisoned_request_fails_alone(family):
             async with engine.slot():
                 try:
                     return await engine.generate(prepared, params)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - the test compares the failure itself
                     return exc
         return await asyncio.gather(one(*good[0]), one(bad, _params(5)), one(*good[1]))
 
@@ -242,10 +242,16 @@ def test_out_of_memory_is_503_and_the_engine_recovers(family):
 
 
 def test_request_timeout_frees_the_row(family):
+    from prometheus_client import REGISTRY
+
     from predictor.errors import RequestTimeout
+
+    def finished(reason: str) -> float:
+        return REGISTRY.get_sample_value("deepseek_ocr_requests_finished_total", {"reason": reason}) or 0.0
 
     engine = _engine(family, request_timeout=1.0)
     prepared = _prepared(family, (640, 200), "dynamic")
+    before = finished("timeout"), finished("cancelled")
     try:
         with pytest.raises(RequestTimeout) as info:
             asyncio.run(_run_all(engine, [(prepared, _params(100_000))]))
@@ -255,5 +261,6 @@ def test_request_timeout_frees_the_row(family):
                 break
             asyncio.run(asyncio.sleep(0.02))
         assert engine.worker.rows == [] and engine.in_flight == 0
+        assert (finished("timeout"), finished("cancelled")) == (before[0] + 1, before[1])  # a timeout is no cancel
     finally:
         engine.stop()
