@@ -127,7 +127,8 @@ class OpenAIRoutes:
 
 
 def register(app: FastAPI, model: OcrModel) -> OpenAIRoutes:
-    """Add the routes to kserve's app. Must run before ``ModelServer.start()`` so ours win on shared paths."""
+    """Add our routes to ``app`` (``predictor.app.build_app`` does, before KServe's routes exist, so ours win
+    on the paths both protocols share)."""
     routes = OpenAIRoutes(model)
     for prefix in dict.fromkeys([openai_prefix(), "/v1"]):
         router = APIRouter(prefix=prefix, route_class=OpenAIRoute)
