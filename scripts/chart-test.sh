@@ -12,14 +12,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CHART=charts/deepseek-ocr
-SHARED_DIR="${SHARED_DIR:-$ROOT/../shared}"
-export SHARED_DIR
 start=$SECONDS
 
 step() { printf '\n==> %s\n' "$*"; }
 
-if [[ ! -f "$SHARED_DIR/k8s/crds/jsonschema/inferenceservice_v1beta1.json" ]]; then
-  echo "chart-test: KServe CRD schemas not found under $SHARED_DIR/k8s/crds (set SHARED_DIR)" >&2
+if [[ ! -f tests/chart/crds/inferenceservice_v1beta1.json ]]; then
+  echo "chart-test: tests/chart/crds/inferenceservice_v1beta1.json missing (vendored CRD schemas)" >&2
   exit 2
 fi
 
