@@ -6,7 +6,8 @@
 #   3. hadolint Containerfile
 #   4. pytest tests/chart: rendered-object assertions, bad values refused, real kube-apiserver + etcd dry runs
 # Env: CHART_TEST_SKIP_APISERVER=1 skips building/starting the API server (its tests then fail, by design, unless
-# run outside this script); PYTEST_ARGS adds pytest options.
+# run outside this script or ignored through PYTEST_ARGS); PYTEST_ARGS adds pytest options; CHART_VENV moves the
+# tools venv (default .venv-chart).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,8 +31,9 @@ fi
 # the python with the predictor's dependencies (for the CLI-flag cross-check), found before the venv shadows it
 PREDICTOR_PYTHON="${PREDICTOR_PYTHON:-$(command -v python3)}"
 export PREDICTOR_PYTHON
-export PATH="$ROOT/.venv-chart/bin:$PATH"
-PY="$ROOT/.venv-chart/bin/python"
+VENV="${CHART_VENV:-$ROOT/.venv-chart}"
+export PATH="$VENV/bin:$PATH"
+PY="$VENV/bin/python"
 helm version --short
 
 step "helm lint --strict"
