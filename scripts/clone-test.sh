@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make clone-test (part of make test): prove the repository stands alone. Clones the committed HEAD into an empty
-# temporary folder (nothing beside it: no ../shared, no caches, no .venv), then runs there
+# temporary folder (nothing beside it: no sibling folders, no caches, no .venv), then runs there
 #   1. the unit tier, importing the clone's code (PYTHONPATH = the clone), and
 #   2. the chart tier without the API server: helm lint, helm template + schema validation of every variant against
 #      the vendored CRD schemas, hadolint, and pytest tests/chart minus test_chart_apiserver.py.
