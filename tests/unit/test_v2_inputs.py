@@ -11,10 +11,13 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from predictor.config import Settings
 from predictor.errors import InvalidRequest
+from predictor.families.v2 import DeepseekOcr2Family
 from predictor.kserve_io import parse_v2
+from predictor.resolve import Resolver
 from tests.conftest import png_bytes
 
 PNG = png_bytes((64, 32))
+RESOLVER = Resolver(Settings(), DeepseekOcr2Family)
 
 
 def _grpc(shape: list[int], raw: list[bytes] | None = None, contents: list[bytes] | None = None) -> InferRequest:
@@ -40,11 +43,11 @@ def _prefixed(*items: bytes) -> bytes:
 ])
 def test_bad_grpc_inputs_name_the_input(request_):
     with pytest.raises(InvalidRequest) as info:
-        parse_v2(request_(), Settings())
+        parse_v2(request_(), RESOLVER)
     assert info.value.param == "image" and info.value.status == 400
 
 
 def test_good_grpc_inputs():
-    assert len(parse_v2(_grpc([1], raw=[_prefixed(PNG)]), Settings()).jobs) == 1
-    assert len(parse_v2(_grpc([2], contents=[PNG, PNG]), Settings()).jobs) == 2
-    assert len(parse_v2(_grpc([1, 2], contents=[PNG, PNG]), Settings()).jobs) == 2
+    assert len(parse_v2(_grpc([1], raw=[_prefixed(PNG)]), RESOLVER).documents) == 1
+    assert len(parse_v2(_grpc([2], contents=[PNG, PNG]), RESOLVER).documents) == 2
+    assert len(parse_v2(_grpc([1, 2], contents=[PNG, PNG]), RESOLVER).documents) == 2
