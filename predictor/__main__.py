@@ -53,7 +53,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     # uvicorn's shutdown begins; uvicorn and the gRPC server then only close, hence their short grace.
     server = kserve.ModelServer(http_port=settings.http_port, grpc_port=settings.grpc_port,
                                 enable_grpc=settings.enable_grpc, workers=1, grace_period=2)
-    guards.install_server(server, settings)
+    guards.install_server(server, settings, model)
     for alias in settings.all_model_names[1:]:
         server.register_model(model, name=alias)
     log.info("serving %s as %s (model source: %s)", "DeepSeek-OCR", settings.all_model_names, settings.model_source)

@@ -32,9 +32,15 @@ def install_http(app: FastAPI, model: Any, settings: Settings) -> drain.Drainer:
     return drainer
 
 
-def install_server(server: Any, settings: Settings) -> None:
-    """On a ``kserve.ModelServer`` before ``start()``: the guarded repository extension and gRPC API keys."""
+def install_server(server: Any, settings: Settings, model: Any) -> None:
+    """On a ``kserve.ModelServer`` before ``start()``: the guarded repository extension, gRPC API keys, and a
+    server readiness that asks the model (kserve's gRPC ``ServerReady`` answers true even with no model)."""
     repository.install(server, settings.enable_repository_extension)
+
+    async def ready() -> bool:
+        return bool(await model.healthy())
+
+    server.dataplane.ready = ready
     checker = auth.KeyChecker.from_settings(settings)
     if checker.enabled:
         auth.install_grpc(checker)

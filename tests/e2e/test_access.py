@@ -125,10 +125,13 @@ def test_enabled_repository_extension_unloads_honestly_and_loads_back(locked):
     with grpc.insecure_channel(locked.grpc_target) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         assert not stub.ModelReady(pb.ModelReadyRequest(name=MODEL), timeout=10).ready
+        assert not stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready
         loaded = stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name=MODEL), timeout=120,
                                           metadata=[("authorization", f"Bearer {KEY_ENV}")])
         assert loaded.isLoaded
     assert httpx.get(f"{url}/v1/models/{MODEL}", timeout=10).status_code == 200
+    with grpc.insecure_channel(locked.grpc_target) as channel:
+        assert pb_grpc.GRPCInferenceServiceStub(channel).ServerReady(pb.ServerReadyRequest(), timeout=10).ready
     assert httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers=auth, timeout=120).status_code == 200
     missing = httpx.post(f"{url}/v2/repository/models/nope/load", headers=auth, timeout=10)
     assert missing.status_code == 404
