@@ -37,6 +37,8 @@ class Stats:
                  f"{self.prompt_tokens + self.completion_tokens} (prompt {self.prompt_tokens}, completion "
                  f"{self.completion_tokens}) | retries {self.retries} | {wall:.1f} s{rate}"]
         lines += [f"failed: {name}: {message}" for name, message in self.failures]
+        if interrupted:
+            lines.append("finished files are complete; run the same command again to do the rest")
         return "\n".join(lines)
 
 
