@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--retries must be 0 or more and --timeout positive")
     from predictor.client.discovery import DiscoveryError, discover
     from predictor.client.progress import Stats
+    from predictor.client.runner import ServerUnusable
 
     try:
         found = discover(args.paths)
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"deepseek-ocr: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ServerUnusable as exc:
+        print(f"deepseek-ocr: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.bad_argument else EXIT_FAILED
     print(stats.summary(), file=sys.stderr)
     return EXIT_FAILED if stats.failed else EXIT_OK
 

@@ -45,6 +45,11 @@ class Endpoint:
             return f"{self.base_url}/v1/chat/completions"
         return f"{self.base_url}/v1/models/{self.model}:predict"
 
+    @property
+    def model_url(self) -> str:
+        """Readiness of the model; the same route answers OpenAI and KServe v1 clients."""
+        return f"{self.base_url}/v1/models/{self.model}"
+
 
 def endpoint(url: str, protocol: str, model: str) -> Endpoint:
     """Accept a server root, or an OpenAI ``base_url`` ending in ``/v1`` or ``/openai/v1``."""

@@ -38,6 +38,14 @@ class FileFailed(Exception):
     pass
 
 
+class ServerUnusable(Exception):
+    """The server cannot do any file: unreachable after retries, unknown model, refused credentials."""
+
+    def __init__(self, message: str, bad_argument: bool):
+        super().__init__(message)
+        self.bad_argument = bad_argument
+
+
 class Runner:
     def __init__(self, options: RunOptions, transport: Transport, progress: Progress):
         self.options = options
@@ -53,6 +61,8 @@ class Runner:
                 self.progress.file_skipped(str(item.relative))
             else:
                 todo.append(item)
+        if todo:
+            await self._check_server()
         counted = await self._count_pages(todo)
         self.progress.set_total(sum(count for _, count in counted))
         queue = iter(counted)
@@ -62,6 +72,16 @@ class Runner:
                 await self._file(item, count)
 
         await asyncio.gather(*(worker() for _ in range(min(self.options.concurrency, len(counted)) or 1)))
+
+    async def _check_server(self) -> None:
+        """Before sending pages, wait until the model is ready (503 while it loads is retried like any 503) and
+        stop at once on a wrong URL, model name or API key instead of failing every file the same way."""
+        url = self.options.endpoint.model_url
+        try:
+            await self.transport.get_json(url)
+        except RequestFailed as exc:
+            bad_argument = exc.status in (401, 403, 404)
+            raise ServerUnusable(f"{url}: {exc.message}", bad_argument) from exc
 
     async def _count_pages(self, todo: list[InputFile]) -> list[tuple[InputFile, int]]:
         counted = []

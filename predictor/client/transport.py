@@ -76,12 +76,18 @@ class Transport:
 
     async def post_json(self, url: str, body: bytes) -> Any:
         """POST an already serialised JSON body (built off the event loop: page images make it large)."""
-        headers = {**self.headers, "Content-Type": "application/json"}
+        return await self.request("POST", url, body)
+
+    async def get_json(self, url: str) -> Any:
+        return await self.request("GET", url)
+
+    async def request(self, method: str, url: str, body: bytes | None = None) -> Any:
+        headers = {**self.headers, "Content-Type": "application/json"} if body is not None else self.headers
         retry = 0
         while True:
             retry_after: float | None = None
             try:
-                response = await self.client.post(url, content=body, headers=headers)
+                response = await self.client.request(method, url, content=body, headers=headers)
             except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if retry >= self.policy.max_retries:

@@ -19,6 +19,7 @@ from tests.e2e.client_helpers import (
     run_client,
     summary_count,
 )
+from tests.e2e.server import free_port
 
 PROMPT_TOKENS = "deepseek_ocr_prompt_tokens_total"
 
@@ -110,3 +111,32 @@ def test_in_process_model_dir_writes_what_the_server_writes(server, tiny_v2_dir,
     for stem in ("a", "sub/b", "sub/deeper/doc"):
         # Greedy decoding of the same checkpoint: the same text, blocks and token counts, with or without a server.
         assert check_complete(local, stem)["pages"] == check_complete(remote, stem)["pages"]
+
+
+def test_wrong_model_or_unreachable_server_stops_before_any_file(server, tmp_path):
+    make_images(tmp_path / "in", 2)
+    before = metric(server.url, PROMPT_TOKENS)
+    wrong = run_client("--url", server.url, "--model", "no-such-model", "-o", str(tmp_path / "out"),
+                       str(tmp_path / "in"))
+    assert wrong.returncode == 2 and "no-such-model" in wrong.stderr and "HTTP 404" in wrong.stderr
+    down = run_client("--url", f"http://127.0.0.1:{free_port()}", "--retries", "1", "-o", str(tmp_path / "out"),
+                      str(tmp_path / "in"))
+    assert down.returncode == 1 and "ConnectError" in down.stderr and "gave up after 1 retries" in down.stderr
+    assert metric(server.url, PROMPT_TOKENS) == before and not (tmp_path / "out").exists()
+
+
+def test_a_failed_pdf_page_is_named_and_its_document_not_written(server, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    small = Image.new("RGB", (300, 380), "white")
+    # 2300 x 2300 points render to 4600 x 4600 = 21 M pixels at 144 DPI, over this server's 20 M pixel limit
+    huge = Image.new("1", (2300, 2300), 1)
+    small.save(folder / "big.pdf", format="PDF", save_all=True, append_images=[huge, small])
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4\n not really a pdf")
+    result = run_client("--url", server.url, "--max-tokens", "2", "-o", str(tmp_path / "out"), str(folder))
+    assert result.returncode == 1, result.stderr
+    assert "FAILED big.pdf: page 2: HTTP 400:" in result.stderr and "over the limit" in result.stderr
+    assert "FAILED broken.pdf: not a readable PDF" in result.stderr
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
