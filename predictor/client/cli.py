@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.url and args.model_dir:
         parser.error("give --url (a server) or --model_dir (in-process), not both")
+    if not args.model_dir:
+        args.url = args.url or os.environ.get("DEEPSEEK_OCR_URL") or DEFAULT_URL
+        if not args.url.lower().startswith(("http://", "https://")):
+            parser.error(f"--url must start with http:// or https://, got {args.url!r}")
     if args.retries < 0 or args.timeout <= 0:
         parser.error("--retries must be 0 or more and --timeout positive")
     from predictor.client.discovery import DiscoveryError, discover
@@ -132,10 +136,9 @@ async def _client(args: argparse.Namespace, timeout: Any) -> AsyncIterator[tuple
     import httpx
 
     if not args.model_dir:
-        url = args.url or os.environ.get("DEEPSEEK_OCR_URL") or DEFAULT_URL
         limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-            yield client, url
+            yield client, args.url
         return
     from predictor.client.inprocess import BASE_URL, inprocess_client, settings_for
     from predictor.errors import ConfigError

@@ -23,14 +23,16 @@ class Stats:
     retries: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    work_started: float | None = None  # when pages began to be sent (after an in-process model load, say)
 
     def add_usage(self, usage: dict[str, Any]) -> None:
         self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         self.completion_tokens += int(usage.get("completion_tokens") or 0)
 
     def summary(self, interrupted: bool = False) -> str:
-        wall = time.monotonic() - self.started
-        rate = f", {self.pages / wall:.2f} pages/s" if wall > 0 and self.pages else ""
+        now = time.monotonic()
+        wall, work = now - self.started, now - (self.work_started or self.started)
+        rate = f", {self.pages / work:.2f} pages/s" if work > 0 and self.pages else ""
         head = "interrupted: " if interrupted else ""
         lines = [f"{head}done {self.done}, skipped {self.skipped} (outputs exist), failed {self.failed}, "
                  f"not images or PDFs {self.ignored} | pages {self.pages} | tokens "
@@ -46,13 +48,8 @@ class Progress:
     def __init__(self, stats: Stats, stream: IO[str] | None = None, bar: bool | None = None):
         self.stats = stats
         self.stream = stream or sys.stderr
-        use_bar = self.stream.isatty() if bar is None else bar
-        self.bar: Any = None
-        if use_bar:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=stats.pages_total, unit="page", file=self.stream, dynamic_ncols=True)
-            self._postfix()
+        self.use_bar = self.stream.isatty() if bar is None else bar
+        self.bar: Any = None  # made once the pages are counted, so its clock and rate start with the work
 
     def _postfix(self) -> None:
         s = self.stats
@@ -89,17 +86,22 @@ class Progress:
 
     def set_total(self, pages: int) -> None:
         self.stats.pages_total = pages
-        if self.bar is not None:
-            self.bar.total = pages
-            self.bar.refresh()
+        self.stats.work_started = time.monotonic()
+        if self.use_bar and pages:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=pages, unit="page", file=self.stream, dynamic_ncols=True)
+            self._postfix()
 
     def file_skipped(self, name: str) -> None:
         self.stats.skipped += 1
         self._file_event(f"skipped {name} (outputs exist)")
 
-    def file_failed(self, name: str, message: str) -> None:
+    def file_failed(self, name: str, message: str, pages_not_done: int = 0) -> None:
         self.stats.failed += 1
         self.stats.failures.append((name, message))
+        if self.bar is not None and pages_not_done:
+            self.bar.total -= pages_not_done  # they will never be done: keep the ETA honest
         self._file_event(f"FAILED {name}: {message}")
 
     def _file_event(self, text: str) -> None:

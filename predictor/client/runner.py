@@ -98,8 +98,9 @@ class Runner:
     async def _file(self, item: InputFile, count: int) -> None:
         started = time.monotonic()
         name = str(item.relative)
+        done: list[int] = []  # pages of this file already counted as done
         try:
-            results = await _all_or_nothing([self._page(item, index, count) for index in range(count)])
+            results = await _all_or_nothing([self._page(item, index, done) for index in range(count)])
             page_results = [result for result, _ in results]
             pictures = [picture for _, picture in results if picture is not None] if self.options.render else None
             doc = outputs.document(name, item.kind, page_results, {"model": self.options.endpoint.model,
@@ -107,13 +108,15 @@ class Runner:
             paths = outputs.output_paths(self.options.outdir, item.stem)
             await asyncio.to_thread(outputs.write_outputs, paths, doc, page_results, pictures)
         except FileFailed as exc:
-            self.progress.file_failed(name, str(exc))
+            self.progress.file_failed(name, str(exc), count - len(done))
         except OSError as exc:
-            self.progress.file_failed(name, f"cannot write outputs: {exc}")
+            self.progress.file_failed(name, f"cannot write outputs: {exc}", count - len(done))
+        except Exception as exc:  # noqa: BLE001 - one file's unexpected error must not end the whole run
+            self.progress.file_failed(name, f"unexpected {type(exc).__name__}: {exc}", count - len(done))
         else:
             self.progress.file_done(name, count, time.monotonic() - started)
 
-    async def _page(self, item: InputFile, index: int, count: int) -> tuple[protocol.PageResult, bytes | None]:
+    async def _page(self, item: InputFile, index: int, done: list[int]) -> tuple[protocol.PageResult, bytes | None]:
         where = f"page {index + 1}: " if item.kind == "pdf" else ""
         opts = protocol.options(self.options.task, self.options.mode, self.options.max_tokens, item.kind == "pdf")
         try:
@@ -129,6 +132,7 @@ class Runner:
             raise FileFailed(f"{where}{exc}") from exc
         self.progress.stats.add_usage(result.usage)
         self.progress.page_done()
+        done.append(index)
         return result, picture
 
     def _read(self, item: InputFile, index: int) -> pages.PageImage:

@@ -35,14 +35,17 @@ def test_bar_counts_pages_and_shows_files_and_retries():
     stream = io.StringIO()
     stats = Stats(files=2)
     progress = Progress(stats, stream, bar=True)
+    progress.note("before the pages are counted")
+    assert progress.bar is None
     progress.set_total(5)
     for _ in range(2):
         progress.page_done()
     progress.retried("HTTP 503")
     progress.file_done("a.png", 1, 0.5)
-    progress.file_failed("b.pdf", "page 2: HTTP 400: bad")
-    assert progress.bar.n == 2 and progress.bar.total == 5
+    progress.file_failed("b.pdf", "page 2: HTTP 400: bad", pages_not_done=3)
+    assert progress.bar.n == 2 and progress.bar.total == 2  # the failed file's pages leave the total
     progress.close()
     output = stream.getvalue()
+    assert output.startswith("before the pages are counted\n")
     assert "files 2/2, failed 1, retries 1" in output and "2/5" in output
     assert "[2/2] FAILED b.pdf: page 2: HTTP 400: bad" in output and "done a.png" not in output
