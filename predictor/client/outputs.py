@@ -83,12 +83,13 @@ def document(source: str, kind: str, pages: list[PageResult], meta: dict[str, An
             "pages": [{"page": n, **page.to_dict()} for n, page in enumerate(pages, 1)]}
 
 
-def write_outputs(paths: OutputPaths, doc: dict[str, Any], pages: list[PageResult],
-                  pictures: list[bytes] | None = None) -> None:
-    # An older JSON would mark the input done while the other files are being replaced: drop it first.
+def forget(paths: OutputPaths) -> None:
+    """Mark an input not done before redoing it, so an interrupted redo is redone too, not skipped."""
     with contextlib.suppress(FileNotFoundError):
         paths.json.unlink()
-    for number, png in enumerate(pictures or [], 1):
-        write_atomic(paths.page_png(number), png)
+
+
+def write_outputs(paths: OutputPaths, doc: dict[str, Any], pages: list[PageResult]) -> None:
+    """The Markdown, then the JSON that marks the input done (page pictures were written as they came)."""
     write_atomic(paths.markdown, markdown(pages).encode("utf-8"))
     write_atomic(paths.json, (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))

@@ -99,14 +99,13 @@ class Runner:
         started = time.monotonic()
         name = str(item.relative)
         done: list[int] = []  # pages of this file already counted as done
+        paths = outputs.output_paths(self.options.outdir, item.stem)
         try:
-            results = await _all_or_nothing([self._page(item, index, done) for index in range(count)])
-            page_results = [result for result, _ in results]
-            pictures = [picture for _, picture in results if picture is not None] if self.options.render else None
-            doc = outputs.document(name, item.kind, page_results, {"model": self.options.endpoint.model,
-                                                                    "protocol": self.options.endpoint.protocol})
-            paths = outputs.output_paths(self.options.outdir, item.stem)
-            await asyncio.to_thread(outputs.write_outputs, paths, doc, page_results, pictures)
+            await asyncio.to_thread(outputs.forget, paths)
+            results = await _all_or_nothing([self._page(item, index, paths, done) for index in range(count)])
+            doc = outputs.document(name, item.kind, results, {"model": self.options.endpoint.model,
+                                                              "protocol": self.options.endpoint.protocol})
+            await asyncio.to_thread(outputs.write_outputs, paths, doc, results)
         except FileFailed as exc:
             self.progress.file_failed(name, str(exc), count - len(done))
         except OSError as exc:
@@ -116,7 +115,8 @@ class Runner:
         else:
             self.progress.file_done(name, count, time.monotonic() - started)
 
-    async def _page(self, item: InputFile, index: int, done: list[int]) -> tuple[protocol.PageResult, bytes | None]:
+    async def _page(self, item: InputFile, index: int, paths: outputs.OutputPaths,
+                    done: list[int]) -> protocol.PageResult:
         where = f"page {index + 1}: " if item.kind == "pdf" else ""
         opts = protocol.options(self.options.task, self.options.mode, self.options.max_tokens, item.kind == "pdf")
         try:
@@ -125,20 +125,25 @@ class Runner:
                 body = await asyncio.to_thread(_encode, self.options.endpoint, image, opts)
                 answer = await self.transport.post_json(self.options.endpoint.path, body)
             result = protocol.parse_answer(self.options.endpoint.protocol, answer)
-            picture = await asyncio.to_thread(draw_boxes, image, result.blocks) if self.options.render else None
+            if self.options.render:  # written now, not held: a long PDF's pictures would fill the memory
+                await asyncio.to_thread(_write_picture, paths.page_png(index + 1), image, result.blocks)
         except (pages.PageError, RequestFailed, protocol.ProtocolError) as exc:
             raise FileFailed(f"{where}{exc}") from exc
-        except OSError as exc:  # the picture for --render could not be decoded here
+        except OSError as exc:  # the picture for --render could not be decoded or written here
             raise FileFailed(f"{where}{exc}") from exc
         self.progress.stats.add_usage(result.usage)
         self.progress.page_done()
         done.append(index)
-        return result, picture
+        return result
 
     def _read(self, item: InputFile, index: int) -> pages.PageImage:
         if item.kind == "pdf":
             return pages.render_pdf_page(item.path, index, self.options.dpi)
         return pages.image_file(item.path)
+
+
+def _write_picture(path: Path, image: pages.PageImage, blocks: list[dict[str, Any]]) -> None:
+    outputs.write_atomic(path, draw_boxes(image, blocks))
 
 
 def _encode(ep: protocol.Endpoint, image: pages.PageImage, opts: dict[str, Any]) -> bytes:

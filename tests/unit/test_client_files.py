@@ -102,7 +102,9 @@ def test_outputs_document_and_resume_check(tmp_path):
     results[1].finish_reason = "length"
     doc = outputs.document("doc.pdf", "pdf", results, {"model": "m"})
     assert not outputs.is_complete(paths, render=False)
-    outputs.write_outputs(paths, doc, results, [b"png1", b"png2"])
+    for number in (1, 2):
+        outputs.write_atomic(paths.page_png(number), b"png")
+    outputs.write_outputs(paths, doc, results)
     assert paths.markdown.read_text() == f"one{PAGE_SEPARATOR}two\n"
     saved = json.loads(paths.json.read_text())
     assert saved["finish_reason"] == "length" and saved["usage"] == {"prompt_tokens": 20, "completion_tokens": 4,
@@ -111,8 +113,9 @@ def test_outputs_document_and_resume_check(tmp_path):
     assert outputs.is_complete(paths, render=False) and outputs.is_complete(paths, render=True)
     paths.page_png(2).unlink()
     assert outputs.is_complete(paths, render=False) and not outputs.is_complete(paths, render=True)
-    paths.markdown.unlink()
-    assert not outputs.is_complete(paths, render=False)
+    outputs.forget(paths)  # redoing it: an interruption now must not leave it looking done
+    assert not outputs.is_complete(paths, render=False) and paths.markdown.exists()
+    outputs.forget(paths)
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
