@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -12,7 +13,6 @@ import httpx
 from PIL import Image
 
 from tests.conftest import page_image, png_bytes
-from tests.e2e.test_pdf import pdf_bytes
 
 SEPARATOR = "\n\n<--- Page Split --->\n\n"
 
@@ -46,6 +46,14 @@ def make_images(folder: Path, count: int, prefix: str = "p") -> list[Path]:
         path.write_bytes(png_bytes(text=f"page {i}"))
         paths.append(path)
     return paths
+
+
+def pdf_bytes(pages: int) -> bytes:
+    """Pages of 300 x 380 points: 600 x 760 pixels at the client's 144 DPI."""
+    images = [page_image((300, 380), f"page {i + 1}") for i in range(pages)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="PDF", save_all=True, append_images=images[1:])
+    return buffer.getvalue()
 
 
 def make_mixed_folder(root: Path) -> None:
