@@ -141,11 +141,12 @@ async def _client(args: argparse.Namespace, timeout: Any) -> AsyncIterator[tuple
             yield client, args.url
         return
     from predictor.client.inprocess import BASE_URL, inprocess_client, settings_for
-    from predictor.errors import ConfigError
+    from predictor.errors import ConfigError, LoadError
 
-    try:
-        settings = settings_for(args.model_dir, args.device, args.concurrency)
-    except ConfigError as exc:
-        raise _UsageError(str(exc)) from exc
-    async with inprocess_client(settings, timeout) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            settings = settings_for(args.model_dir, args.device, args.concurrency)
+            client = await stack.enter_async_context(inprocess_client(settings, timeout))
+        except (ConfigError, LoadError) as exc:  # a directory that is not a checkpoint we can load
+            raise _UsageError(f"--model_dir {args.model_dir}: {exc}") from exc
         yield client, BASE_URL

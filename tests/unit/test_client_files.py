@@ -132,3 +132,7 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     touch(tmp_path / "a.png")
     assert main(["--model_dir", str(tmp_path / "nothing"), "-o", str(tmp_path / "out"), str(tmp_path)]) == 2
     assert "config.json" in capsys.readouterr().err
+    touch(tmp_path / "odd/config.json", b'{"model_type": "bert"}')
+    assert main(["--model_dir", str(tmp_path / "odd"), "--device", "cpu", "-o", str(tmp_path / "out"),
+                 str(tmp_path / "a.png")]) == 2
+    assert "unsupported checkpoint" in capsys.readouterr().err and not (tmp_path / "out").exists()
