@@ -8,12 +8,13 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import io
 import math
 import re
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,6 +178,20 @@ def render_planned(data: bytes, plan: PdfPlan) -> list[Image.Image]:
         return [_render_page(pdf, i, plan.field, scale) for i, scale in enumerate(plan.scales)]
 
 
+# A page to OCR: an image, or a function that renders it (a PDF page, rendered when its turn comes).
+Page = Image.Image | Callable[[], Image.Image]
+
+
+def lazy_pages(data: bytes, plan: PdfPlan) -> list[Page]:
+    """One renderer per page: a PDF's pages then exist as pixels only while they are being OCR'd."""
+
+    def render(index: int) -> Image.Image:
+        with _PDFIUM_LOCK, _open_pdf(data, plan.field) as pdf:
+            return _render_page(pdf, index, plan.field, plan.scales[index])
+
+    return [functools.partial(render, i) for i in range(plan.pages)]
+
+
 def render_pdf(data: bytes, field: str, max_pages: int, max_pixels: int) -> list[Image.Image]:
     """Every page as an RGB image at 144 DPI (less for a page that would exceed the pixel limit)."""
     return render_planned(data, plan_pdf(data, field, max_pages, max_pixels))
@@ -194,9 +209,11 @@ def _render_page(pdf: Any, index: int, field: str, scale: float) -> Image.Image:
         page.close()
 
 
-def decode_documents(items: Sequence[tuple[bytes, str]], limits: DocumentLimits) -> list[list[Image.Image]]:
+def decode_documents(items: Sequence[tuple[bytes, str]], limits: DocumentLimits,
+                     lazy: bool = False) -> list[list[Page]]:
     """The pages of every document of one request (``(data, field)`` each). Every PDF's page count and rendered
-    size are checked against the request's limits before any page is rendered."""
+    size are checked against the request's limits before any page is rendered; ``lazy`` leaves PDF pages as
+    renderers (``Page``) instead of rendering them all now."""
     plans = [plan_pdf(data, field, limits.max_pdf_pages, limits.max_page_pixels) if is_pdf(data) else None
              for data, field in items]
     pages = pixels = 0
@@ -211,7 +228,8 @@ def decode_documents(items: Sequence[tuple[bytes, str]], limits: DocumentLimits)
             raise InvalidRequest(f"{plan.field}: the request's PDF pages would render to more than "
                                  f"{limits.max_request_pixels} pixels together, over the limit per request; "
                                  "send fewer or smaller pages", param=plan.field)
-    return [render_planned(data, plan) if plan is not None else [decode_image(data, field, limits.max_image_pixels)]
+    render = lazy_pages if lazy else render_planned
+    return [render(data, plan) if plan is not None else [decode_image(data, field, limits.max_image_pixels)]
             for (data, field), plan in zip(items, plans, strict=True)]
 
 

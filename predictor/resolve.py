@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from PIL import Image
-
 from predictor import tasks
 from predictor.config import Settings
-from predictor.documents import DocumentLimits, decode_documents, is_pdf
+from predictor.documents import DocumentLimits, Page, decode_documents, is_pdf
 from predictor.engine.ngram import PDF_NGRAM
 from predictor.engine.types import SamplingParams
 from predictor.errors import ConfigError, InvalidRequest
@@ -61,7 +59,7 @@ class ResolvedOptions:
 class Document:
     """One input of a request: an image (one page) or a PDF's pages, with the options its pages run with."""
 
-    pages: list[Image.Image]
+    pages: list[Page]  # images, or renderers of PDF pages, called when the page's turn comes
     kind: DocumentKind
     options: ResolvedOptions
 
@@ -109,7 +107,7 @@ class Resolver:
                     raise
                 raise prefixed(exc, where) from exc
         pages = decode_documents([(data, field) for data, field, _, _ in items],
-                                 DocumentLimits.from_settings(self.settings))
+                                 DocumentLimits.from_settings(self.settings), lazy=True)
         return [Document(doc_pages, kind, options) for doc_pages, (kind, options) in zip(pages, resolved, strict=True)]
 
 

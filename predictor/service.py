@@ -21,6 +21,7 @@ from PIL import Image
 from predictor import grounding
 from predictor.aio import gather_or_cancel
 from predictor.config import Settings
+from predictor.documents import Page
 from predictor.engine.engine import Engine
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.families.base import ModelFamily, PreparedPrompt
@@ -71,21 +72,23 @@ class OcrService:
         prepared = await asyncio.to_thread(self.family.prepare, image, options.prompt, options.image)
         return prepared, options.sampling(prepared.prompt_tokens, self.family.max_context)
 
-    async def run(self, image: Image.Image, options: ResolvedOptions | OcrOptions, request_id: str = "") -> OcrOutput:
+    async def run(self, page: Page, options: ResolvedOptions | OcrOptions, request_id: str = "") -> OcrOutput:
         """OCR one page. Raw ``OcrOptions`` are resolved first (as for an image)."""
         if isinstance(options, OcrOptions):
             options = self.resolver.options(options)
         async with self.engine.slot(), self.in_work:
             started = time.monotonic()
+            image = await _pixels(page)
             prepared, params = await self._prepare(image, options)
             result = await self.engine.generate(prepared, params, request_id)
         return await self._finish(image, options, result, started)
 
-    async def stream_page(self, image: Image.Image, options: ResolvedOptions,
+    async def stream_page(self, page: Page, options: ResolvedOptions,
                           request_id: str = "") -> AsyncIterator[str | OcrOutput]:
         """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
         async with self.engine.slot(), self.in_work:
             started = time.monotonic()
+            image = await _pixels(page)
             prepared, params = await self._prepare(image, options)
             cleaner = None if options.raw or options.labels_are_text else grounding.StreamCleaner()
             raw = ""
@@ -167,9 +170,9 @@ class OcrService:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _pump(self, image: Image.Image, options: ResolvedOptions, request_id: str,
+    async def _pump(self, page: Page, options: ResolvedOptions, request_id: str,
                     queue: asyncio.Queue[Any]) -> None:
-        stream = self.stream_page(image, options, request_id)
+        stream = self.stream_page(page, options, request_id)
         try:
             async for item in stream:
                 queue.put_nowait(item)
@@ -177,6 +180,11 @@ class OcrService:
             queue.put_nowait(exc)
         finally:
             await stream.aclose()
+
+
+async def _pixels(page: Page) -> Image.Image:
+    """A PDF page is rendered only now, once it holds a place among the pages being worked on."""
+    return page if isinstance(page, Image.Image) else await asyncio.to_thread(page)
 
 
 def merge_pages(outputs: list[OcrOutput]) -> OcrOutput:

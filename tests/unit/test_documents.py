@@ -132,3 +132,21 @@ def test_pages_with_absurd_aspect_ratios_are_refused_before_rendering(monkeypatc
     _no_rendering(monkeypatch)
     with pytest.raises(InvalidRequest, match="aspect ratio"):
         decode_documents([(_blank_pdf(1, (14400, 10)), "doc")], _limits())
+
+
+def test_lazy_pages_render_one_at_a_time(monkeypatch):
+    import pypdfium2 as pdfium
+
+    rendered = []
+    original = pdfium.PdfPage.render
+
+    def counting(self, *args, **kwargs):
+        rendered.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pdfium.PdfPage, "render", counting)
+    (pages,) = decode_documents([(_pdf(3), "doc")], _limits(), lazy=True)
+    assert len(pages) == 3 and not rendered and all(callable(p) for p in pages)
+    assert pages[1]().size == (400, 200) and len(rendered) == 1
+    (image,) = decode_documents([(PNG, "img")], _limits(), lazy=True)[0]
+    assert isinstance(image, Image.Image)
