@@ -20,7 +20,7 @@ from PIL import Image
 from predictor import openai_protocol as proto
 from predictor.documents import decode_base64, decode_document, is_pdf
 from predictor.errors import InvalidRequest, ModelNotFound, NotReady, PredictorError
-from predictor.http_errors import sse_error_frame
+from predictor.http_errors import OpenAIRoute, register_routes, sse_error_frame
 from predictor.model import OcrModel
 from predictor.remote_images import fetch_image
 from predictor.runtime import Runtime
@@ -138,10 +138,14 @@ def register(app: FastAPI, model: OcrModel) -> OpenAIRoutes:
     """Add the routes to kserve's app. Must run before ``ModelServer.start()`` so ours win on shared paths."""
     routes = OpenAIRoutes(model)
     for prefix in dict.fromkeys([openai_prefix(), "/v1"]):
-        router = APIRouter(prefix=prefix)
+        router = APIRouter(prefix=prefix, route_class=OpenAIRoute)
         router.add_api_route("/chat/completions", routes.chat_completions, methods=["POST"])
         router.add_api_route("/models", routes.list_models, methods=["GET"])
         router.add_api_route("/models/{model_name}", routes.get_model, methods=["GET"])
         app.include_router(router)
-    app.add_api_route("/health", routes.health, methods=["GET"])
+        register_routes(app, router.routes)
+    health = APIRouter(route_class=OpenAIRoute)
+    health.add_api_route("/health", routes.health, methods=["GET"])
+    app.include_router(health)
+    register_routes(app, health.routes)
     return routes

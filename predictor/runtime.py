@@ -11,7 +11,7 @@ from predictor.config import Settings
 from predictor.engine.engine import Engine
 from predictor.errors import LoadError
 from predictor.families.base import LoadSettings, ModelFamily
-from predictor.hardware import Hardware, resolve
+from predictor.hardware import Hardware, disable_compile, resolve
 from predictor.service import OcrService
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ def resolve_checkpoint(settings: Settings) -> str:
 
 
 def load_runtime(settings: Settings) -> Runtime:
+    """Checkpoint -> family -> started engine, blocking. Nothing on this path may reach torch.compile."""
+    disable_compile()
     hardware = resolve(settings)
     log.info("hardware: %s", hardware.description)
     path = resolve_checkpoint(settings)

@@ -76,13 +76,10 @@ class OcrService:
 
     async def run(self, image: Image.Image, options: OcrOptions, request_id: str = "",
                   pdf: bool = False) -> OcrOutput:
-        self.engine.reserve()
-        started = time.monotonic()
-        try:
+        async with self.engine.slot():
+            started = time.monotonic()
             prepared, params = await self._prepare(image, options, pdf)
             result = await self.engine.generate(prepared, params, request_id)
-        finally:
-            self.engine.release()
         return await self._finish(image, options, result, started)
 
     async def run_document(self, pages: list[Image.Image], options: OcrOptions, request_id: str = "",
@@ -94,9 +91,8 @@ class OcrService:
     async def stream(self, image: Image.Image, options: OcrOptions, request_id: str = "",
                      pdf: bool = False) -> AsyncIterator[str | OcrOutput]:
         """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
-        self.engine.reserve()
-        started = time.monotonic()
-        try:
+        async with self.engine.slot():
+            started = time.monotonic()
             prepared, params = await self._prepare(image, options, pdf)
             labels_only = _labels_are_text(options)
             cleaner = None if options.raw or labels_only else grounding.StreamCleaner()
@@ -122,8 +118,6 @@ class OcrService:
                         yield output
             finally:
                 await events.aclose()
-        finally:
-            self.engine.release()
 
     async def _finish(self, image: Image.Image, options: OcrOptions, result: GenerationResult,
                       started: float | None = None) -> OcrOutput:

@@ -124,3 +124,18 @@ def test_body_limit_without_content_length(app):
 
     response = asyncio.run(run())
     assert response.status_code == 413
+
+
+def test_factory_serves_every_route_family(app):
+    """One factory: OpenAI on both prefixes, KServe v1/v2, liveness, health and metrics on the same app."""
+
+    async def run():
+        async with _client(app) as client:
+            paths = ["/openai/v1/models", "/v1/models", f"/v1/models/{MODEL}", f"/v2/models/{MODEL}/ready",
+                     "/v2/health/live", "/", "/health", "/metrics"]
+            return {path: await client.get(path) for path in paths}
+
+    responses = asyncio.run(run())
+    assert {path: r.status_code for path, r in responses.items()} == dict.fromkeys(responses, 200)
+    assert "deepseek_ocr_requests_in_flight" in responses["/metrics"].text
+    assert responses["/v1/models"].json()["data"][0]["id"] == MODEL

@@ -44,11 +44,8 @@ def _params(n: int, **kw) -> SamplingParams:
 
 async def _run_all(engine: Engine, items):
     async def one(prepared, params):
-        engine.reserve()
-        try:
+        async with engine.slot():
             return await engine.generate(prepared, params)
-        finally:
-            engine.release()
     return await asyncio.gather(*(one(p, s) for p, s in items))
 
 
@@ -89,13 +86,11 @@ def test_poisoned_request_fails_alone(family):
 
     async def scenario():
         async def one(prepared, params):
-            engine.reserve()
-            try:
-                return await engine.generate(prepared, params)
-            except Exception as exc:  # noqa: BLE001
-                return exc
-            finally:
-                engine.release()
+            async with engine.slot():
+                try:
+                    return await engine.generate(prepared, params)
+                except Exception as exc:  # noqa: BLE001
+                    return exc
         return await asyncio.gather(one(*good[0]), one(bad, _params(5)), one(*good[1]))
 
     try:
@@ -110,13 +105,20 @@ def test_poisoned_request_fails_alone(family):
 
 def test_queue_full_is_429(family):
     engine = Engine(family, "cpu", max_batch_size=1, max_batch_tokens=10_000, max_queue=1, request_timeout=60)
-    engine.reserve()
-    engine.reserve()
-    with pytest.raises(Overloaded) as info:
-        engine.reserve()
-    assert info.value.status == 429 and info.value.retry_after
-    engine.release()
-    engine.reserve()  # a freed slot is usable again
+
+    async def scenario():
+        async with engine.slot():
+            async with engine.slot():
+                with pytest.raises(Overloaded) as info:
+                    async with engine.slot():
+                        pass
+            async with engine.slot():  # a freed slot is usable again
+                assert engine.in_flight == 2
+        return info.value
+
+    refused = asyncio.run(scenario())
+    assert refused.status == 429 and refused.retry_after
+    assert engine.in_flight == 0
 
 
 def test_cancelled_stream_frees_its_row(family):
@@ -124,16 +126,15 @@ def test_cancelled_stream_frees_its_row(family):
     prepared = _prepared(family, (640, 200), "dynamic")
 
     async def scenario():
-        engine.reserve()
-        events = engine.events(prepared, _params(2000), stream=True)
-        got = 0
-        async for event in events:
-            assert isinstance(event, Delta | GenerationResult)
-            got += 1
-            if got == 3:
-                break
-        await events.aclose()
-        engine.release()
+        async with engine.slot():
+            events = engine.events(prepared, _params(2000), stream=True)
+            got = 0
+            async for event in events:
+                assert isinstance(event, Delta | GenerationResult)
+                got += 1
+                if got == 3:
+                    break
+            await events.aclose()
         for _ in range(100):
             if not engine.worker.rows:
                 break
@@ -153,16 +154,13 @@ def test_stop_string_and_streaming_concatenation(family):
     prepared = _prepared(family, (640, 200), "dynamic")
 
     async def collect(params, stream):
-        engine.reserve()
         deltas, result = [], None
-        try:
+        async with engine.slot():
             async for event in engine.events(prepared, params, stream=stream):
                 if isinstance(event, Delta):
                     deltas.append(event.text)
                 else:
                     result = event
-        finally:
-            engine.release()
         return "".join(deltas), result
 
     try:
