@@ -1,8 +1,9 @@
 """Full-size DeepSeek-OCR architectures with random weights, for GPU throughput runs without a download.
 
-Sizes are the published ones (reference/deepseek-ocr.md §1.1 for v1; transformers' DeepSeek-OCR-2 config defaults
-with the 0.5B Qwen2 encoder for v2). The tokenizer is the tiny test one: its ids are valid in the real vocabulary,
-and random weights make text quality meaningless anyway. Throughput depends on shapes, not on weight values.
+Sizes are the published ones (the config.json of deepseek-ai/DeepSeek-OCR on the hub for v1; transformers'
+DeepSeek-OCR-2 config defaults with the 0.5B Qwen2 encoder for v2). The tokenizer is the tiny test one: its ids are
+valid in the real vocabulary, and random weights make text quality meaningless anyway. Throughput depends on
+shapes, not on weight values.
 """
 
 from __future__ import annotations

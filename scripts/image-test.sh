@@ -82,11 +82,7 @@ log "built in ${build_s} s, $size"
 
 # --- tiny checkpoint -----------------------------------------------------------------------------------------------
 ckpt="$WORK/tiny"
-if "$PYTHON" -c "import predictor.testing.tiny" 2>/dev/null; then
-  HF_HUB_OFFLINE=1 "$PYTHON" -m predictor.testing.tiny --family v2 "$ckpt" >>"$LOG" 2>&1
-else
-  HF_HUB_OFFLINE=1 "$PYTHON" "$ROOT/../shared/tools/tiny_ocr2.py" "$ckpt" >>"$LOG" 2>&1
-fi
+HF_HUB_OFFLINE=1 PYTHONPATH="$ROOT" "$PYTHON" -m predictor.testing.tiny --family v2 "$ckpt" >>"$LOG" 2>&1
 chmod -R a+rX "$WORK"
 log "tiny checkpoint: $(du -sh "$ckpt" | cut -f1)"
 
