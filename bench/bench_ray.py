@@ -98,15 +98,23 @@ def load(url: str, body: dict, concurrency: int, seconds: float) -> float:
     return total / min(seconds, time.monotonic() - start)
 
 
-def replica_memory() -> list[dict]:
+def replicas() -> list:
     import psutil
 
+    return [p for p in psutil.process_iter(["cmdline"])
+            if any("ServeReplica:" in part for part in (p.info["cmdline"] or []))]
+
+
+def replica_memory() -> list[dict]:
     out = []
-    for p in psutil.process_iter(["cmdline"]):
-        if any("ServeReplica:" in part for part in (p.info["cmdline"] or [])):
-            info = p.memory_full_info()
-            out.append({"rss_mib": round(info.rss / 2**20), "pss_mib": round(info.pss / 2**20)})
+    for p in replicas():
+        info = p.memory_full_info()
+        out.append({"rss_mib": round(info.rss / 2**20), "pss_mib": round(info.pss / 2**20)})
     return out
+
+
+def cpu_seconds() -> dict[int, float]:
+    return {p.pid: sum(p.cpu_times()[:2]) for p in replicas()}
 
 
 def ray_total_mib(temp_dir: str) -> dict:
@@ -143,8 +151,11 @@ def throughput(model_dir: str, args: argparse.Namespace) -> dict:
                          "num_cpus": 1, "max_batch_size": args.concurrency, "max_queue": args.concurrency})
             serve.run(app, name="bench", route_prefix="/")
             load(url, body, n, 3)  # warm every replica
+            before = cpu_seconds()
             result[f"tokens_per_s_{n}_replica{'s' if n > 1 else ''}"] = round(
                 load(url, body, args.concurrency, args.seconds), 1)
+            # CPU seconds each replica used during the load: both replicas busy, or one idle?
+            result[f"replica_cpu_s_{n}"] = [round(t - before.get(pid, 0.0), 1) for pid, t in cpu_seconds().items()]
             result[f"replica_memory_{n}"] = replica_memory()
             result[f"ray_total_memory_{n}"] = ray_total_mib(temp_dir)
             serve.delete("bench")

@@ -57,3 +57,21 @@ def test_the_builder_returns_a_serve_application(tiny_v2_dir):
     assert isinstance(app, Application)
     with pytest.raises(ConfigError, match="unknown argument"):
         build({"model_dir": tiny_v2_dir, "max_replica": 2})
+
+
+def test_the_image_installs_the_same_ray_as_the_extra():
+    """One image serves both variants: requirements-serve.txt pins the [ray] extra's ray[serve]."""
+    import configparser
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    extra = [line.strip() for line in cfg["options.extras_require"]["ray"].splitlines() if line.strip()]
+    assert extra == ["ray[serve]==2.60.0"]
+    image = [line.strip() for line in (root / "requirements-serve.txt").read_text().splitlines()
+             if line.strip().startswith("ray")]
+    assert image == extra
+    import ray
+
+    assert ray.__version__ == "2.60.0"
