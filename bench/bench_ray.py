@@ -3,7 +3,8 @@
 - ready_s: `python -m predictor.ray_serve` started until /v1/models/<name> answers 200 (local Ray, no dashboard);
 - tokens_per_s with 1 replica and with 2 replicas, same concurrency, same fixed-length requests, in one run, and
   their ratio (each replica runs with OMP_NUM_THREADS=1, so 2 replicas can use the machine's 2 cores);
-- memory per replica (RSS and PSS of each ServeReplica process) and of the whole Ray instance.
+- memory per replica (RSS and PSS of each ServeReplica process) and of all Ray processes (not this driver);
+- CPU seconds each replica used during its phase (were both replicas busy, or starved by neighbours?).
 
     OMP_NUM_THREADS=1 python bench/bench_ray.py                 # ~3 min on 2 cores
     python bench/bench_ray.py --seconds 60 --concurrency 8 --tokens 32
@@ -123,7 +124,7 @@ def ray_total_mib(temp_dir: str) -> dict:
     rss = pss = 0
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if temp_dir in cmd or "ray::" in cmd or p.pid == os.getpid():
+        if temp_dir in cmd or "ray::" in cmd:  # Ray's own processes, not this driver
             try:
                 info = p.memory_full_info()
             except psutil.Error:
