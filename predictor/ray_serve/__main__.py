@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     from predictor.ray_serve import build
-    from predictor.ray_serve.options import APP_NAME
 
     local = args.ray_address is None
     if local:
@@ -84,18 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve.start(http_options={"host": "0.0.0.0", "port": settings.http_port})
         try:
-            serve.run(build(builder_args(settings, options)), name=APP_NAME, route_prefix="/", blocking=False)
-        except (RuntimeError, ConfigError) as exc:
-            print(f"python -m predictor.ray_serve: deployment failed: {exc}\n{_deploy_failure(APP_NAME)}",
+            serve.run(build(builder_args(settings, options)), name=args.app_name, route_prefix=args.route_prefix,
+                      blocking=False)
+        except Exception as exc:  # noqa: BLE001 - Serve raises RuntimeError, RayServeException, ...: all fatal here
+            print(f"python -m predictor.ray_serve: deployment failed: {exc}\n{_deploy_failure(args.app_name)}",
                   file=sys.stderr)
             return 1
-        log.info("serving %s on http://0.0.0.0:%d (ready in %.1f s; KServe v2 gRPC is not served on Ray)",
-                 settings.all_model_names, settings.http_port, time.monotonic() - started)
+        log.info("serving %s on http://0.0.0.0:%d%s (ready in %.1f s; KServe v2 gRPC is not served on Ray)",
+                 settings.all_model_names, settings.http_port, args.route_prefix.rstrip("/"),
+                 time.monotonic() - started)
         while not stop.wait(1.0):
             pass
         log.info("signal received: stopping")
     finally:
-        _stop(local, APP_NAME)
+        _stop(local, args.app_name)
     return 0
 
 

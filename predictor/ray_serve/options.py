@@ -51,6 +51,9 @@ def add_ray_arguments(parser: argparse.ArgumentParser, cli: bool = True) -> None
     if cli:
         group.add_argument("--ray_address", default=None,
                            help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray")
+        group.add_argument("--app_name", default=APP_NAME, help="Serve application name")
+        group.add_argument("--route_prefix", default="/",
+                           help="HTTP prefix of the application (another prefix when sharing a cluster's Serve)")
     for f in fields(RayOptions):
         kind = int if f.type in ("int", int) else float
         group.add_argument(f"--{f.name}", type=kind, default=None, help=_RAY_HELP[f.name])

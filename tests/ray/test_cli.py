@@ -57,3 +57,25 @@ def _b64() -> str:
     from tests.conftest import png_bytes
 
     return base64.b64encode(png_bytes()).decode()
+
+
+def test_rays_own_serve_run_deploys_the_builder_with_string_arguments(ray_cluster, tiny_v2_dir):
+    """`serve run predictor.ray_serve:build key=value ...`: what docs/RAY.md shows, on the tier's Ray."""
+    from ray import serve
+
+    serve_cli = shutil.which("serve", path=os.path.dirname(sys.executable)) or "serve"
+    cmd = [serve_cli, "run", "--address", ray_cluster.gcs_address, "--non-blocking", "--name", "cli",
+           "--route-prefix", "/cli", "predictor.ray_serve:build", f"model_dir={tiny_v2_dir}", "device=cpu",
+           "max_batch_size=2", "served_model_names=ocr-cli", "num_cpus=0.5", "max_replicas=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **RAY_ENV})
+    try:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        wait_until(lambda: str(getattr(serve.status().applications.get("cli"), "status", "")).endswith("RUNNING"),
+                   180, "the serve-run application RUNNING")
+        models = httpx.get(f"{ray_cluster.url}/cli/v1/models", timeout=30).json()
+        assert [m["id"] for m in models["data"]] == ["deepseek-ocr", "ocr-cli"]
+        r = httpx.post(f"{ray_cluster.url}/cli/v1/models/ocr-cli:predict", timeout=120,
+                       json={"instances": [{"image": _b64(), "max_tokens": 2, "min_tokens": 2}]})
+        assert r.status_code == 200 and r.json()["predictions"][0]["usage"]["completion_tokens"] == 2
+    finally:
+        serve.delete("cli")

@@ -44,15 +44,17 @@ def test_a_failed_load_fails_the_deployment_with_the_reason(ray_cluster, bad_che
     print(f"deployment failed after {took:.1f} s")
 
 
-def test_the_command_exits_non_zero_with_the_reason(ray_cluster, bad_checkpoint):
+def test_the_command_exits_non_zero_with_the_reason(ray_cluster, ocr_app, bad_checkpoint):
     cmd = [sys.executable, "-m", "predictor.ray_serve", "--ray_address", ray_cluster.gcs_address,
-           "--model_dir", bad_checkpoint, "--device", "cpu", "--http_port", str(free_port()), "--num_cpus", "0.5"]
+           "--model_dir", bad_checkpoint, "--device", "cpu", "--http_port", str(free_port()), "--num_cpus", "0.5",
+           "--app_name", "cmd", "--route_prefix", "/cmd"]  # "/" belongs to the tier's main application
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ})
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "deployment failed" in proc.stderr and REASON in proc.stderr and "DEPLOY_FAILED" in proc.stderr
     from ray import serve
 
-    assert "deepseek-ocr" not in serve.status().applications  # the command removed its application
+    assert "cmd" not in serve.status().applications  # the command removed its application
+    assert "ocr" in serve.status().applications  # and left the cluster's other applications alone
 
 
 def test_bad_options_exit_2_before_ray_starts(tmp_path):
