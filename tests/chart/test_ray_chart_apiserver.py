@@ -17,22 +17,30 @@ CHART = manifests.RAY_CHART
 VARIANTS = [None, *sorted(p.name for p in (CHART / "ci").glob("*.yaml"))]
 
 
-def _strip_cel(node):
-    """x-kubernetes-validations (CEL rules, Kubernetes >= 1.23) is not a CRD schema field on this 1.20 server."""
+def _for_old_server(node):
+    """Make KubeRay's CRD loadable by this 1.20 server: drop x-kubernetes-validations (CEL rules, Kubernetes >= 1.23,
+    not a schema field here), and since the empty defaults go too (see _strip_empty_defaults), make list-map keys
+    that only had `default: ""` required instead (1.20 wants one or the other)."""
     if isinstance(node, dict):
         node.pop("x-kubernetes-validations", None)
+        items = node.get("items")
+        for key in node.get("x-kubernetes-list-map-keys", []):
+            if isinstance(items, dict) and items.get("properties", {}).get(key, {}).get("default", None) == "":
+                items.setdefault("required", [])
+                if key not in items["required"]:
+                    items["required"].append(key)
         for v in node.values():
-            _strip_cel(v)
+            _for_old_server(v)
     elif isinstance(node, list):
         for v in node:
-            _strip_cel(v)
+            _for_old_server(v)
 
 
 @pytest.fixture(scope="module")
 def ray_cluster_api(cluster):  # noqa: F811 - the imported fixture
     (crd,) = [d for d in yaml.safe_load_all(manifests.RAYSERVICE_CRD.read_text()) if d]
+    _for_old_server(crd)
     _strip_empty_defaults(crd)
-    _strip_cel(crd)
     cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(crd))
     deadline = time.monotonic() + 60
     while "rayservices" not in cluster.kubectl("api-resources", "--api-group=ray.io", check=False).stdout:
