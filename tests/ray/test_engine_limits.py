@@ -101,7 +101,14 @@ def test_engine_metrics_per_replica_in_rays_export_read_0_when_idle(ocr_app, ray
     # idle for several report intervals: a gauge not set again would have vanished from the export by now
     time.sleep(6)
     assert _gauge(ray_cluster.metrics(), "ray_deepseek_ocr_requests_in_flight") == 0
-    assert _gauge(ray_cluster.metrics(), "ray_serve_num_ongoing_requests_at_replicas") is not None
+    # the Ray Serve metrics docs/RAY.md tells operators to scale and alert on exist under these names
+    text = ray_cluster.metrics()
+    for name in ("ray_serve_num_ongoing_requests_at_replicas", "ray_serve_deployment_status",
+                 "ray_serve_deployment_replica_starts_total", "ray_serve_num_http_requests_total",
+                 "ray_serve_http_request_latency_ms_bucket", "ray_serve_deployment_processing_latency_ms_bucket",
+                 "ray_serve_autoscaling_target_replicas", "ray_serve_autoscaling_desired_replicas",
+                 "ray_serve_deployment_queued_queries", "ray_deepseek_ocr_requests_running"):
+        assert _gauge(text, name) is not None, name
 
 
 def test_concurrent_requests_all_answer(ocr_app):
