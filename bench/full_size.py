@@ -55,9 +55,9 @@ def full_size_family(which: str, device: str) -> tuple[Any, str]:
     """A family object holding a full-size random model in bfloat16 (float32 on CPU) on ``device``."""
     from transformers import DeepseekOcr2ImageProcessorPil, DeepseekOcr2Processor, UnlimitedOcrForConditionalGeneration
 
-    from predictor.families.ocr1 import DeepseekOcrV1Family
-    from predictor.families.ocr2 import DeepseekOcr2Family
-    from predictor.families.v1_config import translate_v1_config
+    from predictor.families.v1.config import translate_v1_config
+    from predictor.families.v1.family import DeepseekOcrV1Family
+    from predictor.families.v2 import DeepseekOcr2Family
 
     tokenizer = build_tokenizer()
     ids = special_token_ids(tokenizer)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 # No torch.compile / Inductor / Triton on the serving path (see docs/ARCHITECTURE.md); set before torch loads.
 os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 log = logging.getLogger("predictor")
+
+if TYPE_CHECKING:
+    from predictor.config import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def serve(settings, args) -> None:  # noqa: ANN001 - argparse namespace from kserve's parser
+def serve(settings: Settings, args: argparse.Namespace) -> None:
     import kserve
     from kserve import model_server
 

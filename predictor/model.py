@@ -104,8 +104,8 @@ class OcrModel(kserve.Model):
         try:
             runtime = self.require_runtime()
             if isinstance(payload, InferRequest):
-                return await asyncio.to_thread(kserve_io.parse_v2, payload, runtime.settings)
-            return await asyncio.to_thread(kserve_io.parse_v1, payload, runtime.settings)
+                return await asyncio.to_thread(kserve_io.parse_v2, payload, runtime.service.resolver)
+            return await asyncio.to_thread(kserve_io.parse_v1, payload, runtime.service.resolver)
         except PredictorError as exc:
             raise for_kserve(exc) from exc
 
@@ -114,8 +114,8 @@ class OcrModel(kserve.Model):
             runtime = self.require_runtime()
             if parsed.stream:
                 return self._stream_v1(runtime, parsed)
-            outputs = list(await asyncio.gather(*(runtime.service.run_document(job.pages, job.options, pdf=job.pdf)
-                                                  for job in parsed.jobs)))
+            outputs = list(await asyncio.gather(*(runtime.service.run_documents([document])
+                                                  for document in parsed.documents)))
         except PredictorError as exc:
             raise for_kserve(exc) from exc
         if parsed.protocol == "v2":
@@ -124,8 +124,7 @@ class OcrModel(kserve.Model):
 
     async def _stream_v1(self, runtime: Runtime, parsed: ParsedRequest) -> AsyncIterator[str]:
         """KServe v1 streaming: server-sent events with text deltas, then the full prediction."""
-        job = parsed.jobs[0]
-        stream = runtime.service.stream(job.pages[0], job.options, pdf=job.pdf)
+        stream = runtime.service.stream_documents(parsed.documents)
         try:
             async for item in stream:
                 if isinstance(item, str):

@@ -18,6 +18,8 @@ import base64
 import io
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -56,6 +58,15 @@ def _threads(pid: int) -> dict[str, float]:
     return out
 
 
+def _thread_names(pid: int) -> dict[str, str]:
+    """OS thread id -> Python thread name, from `py-spy dump` when py-spy is installed (else ids only)."""
+    spy = shutil.which("py-spy") or os.environ.get("PY_SPY", "")
+    if not spy:
+        return {}
+    out = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60).stdout
+    return dict(re.findall(r'^Thread (\d+) \([^)]*\): "([^"]+)"', out, re.M))
+
+
 def _png() -> str:
     image = Image.new("RGB", (640, 200), "white")
     ImageDraw.Draw(image).text((10, 10), "Hello DeepSeek-OCR", fill="black")
@@ -78,17 +89,21 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--max-batch-size", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (pass --model-dir for a real checkpoint on a GPU)")
+    ap.add_argument("--model-dir", default="", help="checkpoint to serve; default: build the tiny random one")
     a = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="saturation-"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     env.setdefault("OMP_NUM_THREADS", "1")
-    subprocess.run([sys.executable, "-m", "predictor.testing.tiny", "--family", "v2", str(work / "tiny")],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    model_dir = a.model_dir or str(work / "tiny")
+    if not a.model_dir:
+        subprocess.run([sys.executable, "-m", "predictor.testing.tiny", "--family", "v2", model_dir],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
     port = _free_port()
     log = open(work / "server.log", "w")  # noqa: SIM115 - lives as long as the server
     server = subprocess.Popen(
-        [sys.executable, "-m", "predictor", "--model_dir", str(work / "tiny"), "--device", "cpu",
+        [sys.executable, "-m", "predictor", "--model_dir", model_dir, "--device", a.device,
          "--http_port", str(port), "--grpc_port", str(_free_port()), "--max_batch_size", str(a.max_batch_size),
          "--max_new_tokens", str(a.max_tokens), "--default_max_tokens", str(a.max_tokens)],
         env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -113,6 +128,7 @@ def main() -> int:
         for w in workers:
             w.start()
         time.sleep(a.warmup)
+        print(f"measuring server pid {server.pid} for {a.seconds:.0f} s", file=sys.stderr, flush=True)
         cpu0, threads0, t0, done0 = _cpu_seconds(server.pid), _threads(server.pid), time.monotonic(), counts[0]
         gauges = []
         while time.monotonic() - t0 < a.seconds:
@@ -122,11 +138,13 @@ def main() -> int:
                        if line.startswith("deepseek_ocr_requests_in_flight")]
         wall = time.monotonic() - t0
         cpu1, threads1, done1 = _cpu_seconds(server.pid), _threads(server.pid), counts[0]
+        names = _thread_names(server.pid)
     finally:
         stop.set()
-        server.terminate()
-        server.wait(timeout=30)
-    per_thread = sorted(((round((threads1[k] - threads0.get(k, 0.0)) / wall, 3), k) for k in threads1), reverse=True)
+        server.kill()  # no drain: the figures are taken
+        server.wait()
+    per_thread = sorted(((round((threads1[k] - threads0.get(k, 0.0)) / wall, 3),
+                          names.get(k.split("/")[1], k)) for k in threads1), reverse=True)
     print(json.dumps({
         "busy_cores": round((cpu1 - cpu0) / wall, 3),
         "window_s": round(wall, 1),
@@ -134,7 +152,8 @@ def main() -> int:
         "errors": counts[1],
         "in_flight_mean": round(sum(gauges) / max(len(gauges), 1), 1),
         "top_threads": per_thread[:5],
-        "concurrency": a.concurrency, "max_batch_size": a.max_batch_size, "max_tokens": a.max_tokens,
+        "device": a.device, "concurrency": a.concurrency, "max_batch_size": a.max_batch_size,
+        "max_tokens": a.max_tokens,
         "omp_num_threads": env["OMP_NUM_THREADS"], "host_cores": os.cpu_count(), "loadavg": os.getloadavg(),
     }))
     return 0

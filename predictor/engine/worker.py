@@ -1,8 +1,9 @@
 """The worker thread that owns the model: iteration-level batching over the model's forward and KV cache.
 
-transformers' continuous batching is text-only in 5.24 and silently drops images (reference/transformers.md §2),
-so this loop does it itself: each new request is prefilled alone (vision encoder + prompt) and joins the
-running decode batch at the next step; a finished or cancelled row leaves at once. A failure inside one
+transformers' continuous batching is text-only and drops image inputs (docs/ARCHITECTURE.md), so this loop does
+it itself: new requests are prefilled (vision encoder + prompt) in groups the family says can share a forward,
+on the prefill thread, and join the running decode batch at the next step; a finished or cancelled row leaves
+at once. A failure inside one
 request's prefill fails only that request; the worker itself never dies.
 """
 
@@ -13,6 +14,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +25,7 @@ from predictor.engine import metrics
 from predictor.engine.detokenizer import IncrementalDetokenizer
 from predictor.engine.kv import BatchCache
 from predictor.engine.ngram import table_token_ids
-from predictor.engine.prefill import Prefilled, Prefiller, group_key
+from predictor.engine.prefill import Prefilled, Prefiller
 from predictor.engine.sampler import RowSampler
 from predictor.engine.types import Delta, GenerationRequest, GenerationResult
 from predictor.errors import Cancelled, EngineFault, OutOfMemory, RequestTimeout
@@ -54,7 +56,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 class Worker:
     def __init__(self, family: Any, device: Any, max_batch_size: int, max_batch_tokens: int,
-                 max_prefill_batch: int = 8):
+                 max_prefill_batch: int):
         self.family = family
         self.model = family.model
         self.device = device
@@ -103,7 +105,7 @@ class Worker:
                     self._step()
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 log.exception("engine step failed; failing the running batch")
-                self._fail_all(EngineFault("generation failed inside the model"))
+                self._fail_all(lambda: EngineFault("generation failed inside the model"))
 
     def _collect(self, block: bool) -> None:
         try:
@@ -138,7 +140,7 @@ class Worker:
             admitted.append(self.waiting.popleft())
         groups: dict[Any, list[GenerationRequest]] = {}
         for request in admitted:
-            groups.setdefault(group_key(request.prepared), []).append(request)
+            groups.setdefault(request.prepared.group_key, []).append(request)
         for group in groups.values():
             for start in range(0, len(group), self.max_prefill_batch):
                 chunk = group[start:start + self.max_prefill_batch]
@@ -213,8 +215,9 @@ class Worker:
         try:
             out = self.model(input_ids=ids, attention_mask=self.family.decode_mask(mask), position_ids=positions,
                              cache=self.batch.cache, use_cache=True)
-        except Exception as exc:  # noqa: BLE001
-            self._fail_all(OutOfMemory("out of GPU memory; retry later", retry_after=5) if _is_oom(exc)
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the rows of this step are lost
+            oom = _is_oom(exc)
+            self._fail_all(lambda: OutOfMemory("out of GPU memory; retry later", retry_after=5) if oom
                            else EngineFault("generation failed inside the model"))
             if not _is_oom(exc):
                 log.exception("decode step failed")
@@ -281,9 +284,9 @@ class Worker:
                 or (r.request.deadline is not None and time.monotonic() > r.request.deadline)]
         for i in gone:
             request = self.rows[i].request
-            request.emit(Cancelled("cancelled") if request.cancelled.is_set()
-                         else RequestTimeout("request timed out"))
-            metrics.FINISHED.labels(reason="cancelled").inc()
+            cancelled = request.cancelled.is_set()
+            request.emit(Cancelled("cancelled") if cancelled else RequestTimeout("request timed out"))
+            metrics.FINISHED.labels(reason="cancelled" if cancelled else "timeout").inc()
         if gone:
             self._keep([i for i in range(len(self.rows)) if i not in set(gone)])
 
@@ -324,9 +327,11 @@ class Worker:
             request.emit(EngineFault("the model failed on this input"))
         metrics.FINISHED.labels(reason="error").inc()
 
-    def _fail_all(self, error: Exception) -> None:
+    def _fail_all(self, error: Callable[[], Exception]) -> None:
+        """Fail every running row, each with its own exception (one instance raised in many tasks would share
+        and keep growing its traceback)."""
         for row in self.rows:
-            row.request.emit(error)
+            row.request.emit(error())
             metrics.FINISHED.labels(reason="error").inc()
         self.rows = []
         self.batch.clear()

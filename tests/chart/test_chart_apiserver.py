@@ -350,10 +350,10 @@ def test_notes_warn_about_risky_settings_and_never_print_the_token(cluster):
 
 def test_notes_say_cpu_is_a_proxy_when_the_cluster_has_no_keda(cluster):
     out = cluster.helm("install", "auto", str(manifests.CHART), "--namespace", NAMESPACE, "--dry-run=server").stdout
-    assert 'serving.kserve.io/autoscalerClass: "hpa"' in out and "scaleTarget: 11" in out
+    assert 'serving.kserve.io/autoscalerClass: "hpa"' in out and "scaleTarget: 9" in out
     notes = out.split("\nNOTES:\n", 1)[1]
     assert "autoscaler hpa (auto)" in notes
-    assert "HPA scales on CPU: target 11 % of the 8-core request" in notes
+    assert "HPA scales on CPU: target 9 % of the 8-core request" in notes
     assert "CPU is a proxy for load" in notes and "KEDA scales on" not in notes
 
 

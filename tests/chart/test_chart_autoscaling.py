@@ -30,7 +30,7 @@ def test_explicit_mode_ignores_the_cluster(mode):
 
 @pytest.mark.parametrize(
     ("cpu", "expected"),
-    [("8", 11), ("16", 5), ("2", 42), ("0.5", 100), ("4000m", 21), ("1500m", 56), ("100", 1)],
+    [("8", 9), ("16", 4), ("2", 35), ("0.5", 100), ("4000m", 18), ("1500m", 47), ("100", 1)],
 )
 def test_calibrated_cpu_target_follows_the_request(cpu, expected):
     p = predictor(render(set_values={"resources.requests.cpu": cpu}))
@@ -38,7 +38,7 @@ def test_calibrated_cpu_target_follows_the_request(cpu, expected):
     # the target in absolute CPU stays near 70 % of the measured saturation whatever the request
     if 1 < expected < 100:
         milli = float(cpu[:-1]) if cpu.endswith("m") else float(cpu) * 1000
-        assert abs(expected / 100 * milli - 840) <= milli / 200 + 1
+        assert abs(expected / 100 * milli - 700) <= milli / 200 + 1
 
 
 def test_calibrated_cpu_target_uses_the_calibration_values():

@@ -33,8 +33,8 @@ def test_default_is_raw_deployment_with_calibrated_cpu_hpa_without_keda(default)
     assert meta["namespace"] == "ml"
     p = predictor(default)
     assert (p["minReplicas"], p["maxReplicas"]) == (1, 2)
-    # 70 % of a saturated replica's 1200m is 840m: 10.5 % of the 8-core request, rounded to 11
-    assert (p["scaleMetric"], p["scaleMetricType"], p["scaleTarget"]) == ("cpu", "Utilization", 11)
+    # 70 % of a saturated replica's 1000m is 700m: 8.75 % of the 8-core request, rounded to 9
+    assert (p["scaleMetric"], p["scaleMetricType"], p["scaleTarget"]) == ("cpu", "Utilization", 9)
     assert "autoScaling" not in p
 
 

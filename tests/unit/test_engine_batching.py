@@ -11,7 +11,7 @@ from predictor.engine.engine import Engine
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.errors import EngineFault, Overloaded
 from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.ocr2 import DeepseekOcr2Family
+from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
 
 
@@ -89,7 +89,7 @@ def test_poisoned_request_fails_alone(family):
             async with engine.slot():
                 try:
                     return await engine.generate(prepared, params)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - the test compares the failure itself
                     return exc
         return await asyncio.gather(one(*good[0]), one(bad, _params(5)), one(*good[1]))
 
@@ -181,20 +181,21 @@ def test_grounding_task_text_is_the_labels(family):
     """`grounding` outputs carry the recognised text in the ref labels; content lists them, blocks keep boxes."""
     from predictor.config import Settings
     from predictor.options import OcrOptions
-    from predictor.service import OcrService, _labels_are_text
+    from predictor.service import OcrService
 
     service = OcrService(Settings(), family, engine=None)  # _finish needs no engine
+    resolved = service.resolver.options
     raw = ("<|ref|>Invoice 42<|/ref|><|det|>[[10, 20, 500, 80]]<|/det|>\n"
            "<|ref|>Total: 9<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|>")
     result = GenerationResult(text=raw, token_ids=[1], finish_reason="stop", prompt_tokens=3, completion_tokens=1,
                               image_tokens=1)
     image = page_image((1000, 500))
-    out = asyncio.run(service._finish(image, OcrOptions(task="grounding"), result))
+    out = asyncio.run(service._finish(image, resolved(OcrOptions(task="grounding")), result))
     assert out.text == "Invoice 42\nTotal: 9"
     assert out.blocks[0]["boxes_px"] == [[10, 10, 501, 40]]
-    plain = asyncio.run(service._finish(image, OcrOptions(task="markdown"), result))
+    plain = asyncio.run(service._finish(image, resolved(OcrOptions(task="markdown")), result))
     assert plain.text == "" and len(plain.blocks) == 2
-    assert not _labels_are_text(OcrOptions(task="grounding", raw=True))
+    assert not resolved(OcrOptions(task="grounding", raw=True)).labels_are_text
 
 
 def test_repetition_guard_applies_per_row(family):
@@ -241,10 +242,16 @@ def test_out_of_memory_is_503_and_the_engine_recovers(family):
 
 
 def test_request_timeout_frees_the_row(family):
+    from prometheus_client import REGISTRY
+
     from predictor.errors import RequestTimeout
+
+    def finished(reason: str) -> float:
+        return REGISTRY.get_sample_value("deepseek_ocr_requests_finished_total", {"reason": reason}) or 0.0
 
     engine = _engine(family, request_timeout=1.0)
     prepared = _prepared(family, (640, 200), "dynamic")
+    before = finished("timeout"), finished("cancelled")
     try:
         with pytest.raises(RequestTimeout) as info:
             asyncio.run(_run_all(engine, [(prepared, _params(100_000))]))
@@ -254,5 +261,6 @@ def test_request_timeout_frees_the_row(family):
                 break
             asyncio.run(asyncio.sleep(0.02))
         assert engine.worker.rows == [] and engine.in_flight == 0
+        assert (finished("timeout"), finished("cancelled")) == (before[0] + 1, before[1])  # a timeout is no cancel
     finally:
         engine.stop()

@@ -11,7 +11,7 @@ import torch
 from predictor.engine.engine import Engine
 from predictor.engine.types import SamplingParams
 from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.ocr1 import DeepseekOcrV1Family
+from predictor.families.v1.family import DeepseekOcrV1Family
 from tests.conftest import page_image
 
 CASES = [((640, 200), "tiny", 14), ((900, 500), "gundam", 9), ((500, 700), "base", 11)]

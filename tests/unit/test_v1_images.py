@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from predictor.families import v1_images
+from predictor.families.v1 import images as v1_images
 
 GREY = (127 / 255 - 0.5) / 0.5
 
