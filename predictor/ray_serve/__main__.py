@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     from predictor.ray_serve import build
+    from predictor.ray_serve.grpc import SERVICER_FUNCTION
 
     local = args.ray_address is None
     if local:
@@ -81,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        serve.start(http_options={"host": "0.0.0.0", "port": settings.http_port})
+        grpc = {"port": settings.grpc_port, "grpc_servicer_functions": [SERVICER_FUNCTION]}
+        serve.start(http_options={"host": "0.0.0.0", "port": settings.http_port},
+                    grpc_options=grpc if settings.enable_grpc else None)
         try:
             serve.run(build(builder_args(settings, options)), name=args.app_name, route_prefix=args.route_prefix,
                       blocking=False)
@@ -89,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"python -m predictor.ray_serve: deployment failed: {exc}\n{_deploy_failure(args.app_name)}",
                   file=sys.stderr)
             return 1
-        log.info("serving %s on http://0.0.0.0:%d%s (ready in %.1f s; KServe v2 gRPC is not served on Ray)",
-                 settings.all_model_names, settings.http_port, args.route_prefix.rstrip("/"),
-                 time.monotonic() - started)
+        log.info("serving %s on http://0.0.0.0:%d%s%s (ready in %.1f s)", settings.all_model_names,
+                 settings.http_port, args.route_prefix.rstrip("/"),
+                 f" and gRPC on :{settings.grpc_port}" if settings.enable_grpc else "", time.monotonic() - started)
         while not stop.wait(1.0):
             pass
         log.info("signal received: stopping")

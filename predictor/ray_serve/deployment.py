@@ -19,6 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from ray import serve  # noqa: E402 - after the environment above
 from ray.serve.config import AutoscalingConfig  # noqa: E402
 
+from predictor.ray_serve.grpc import GrpcFrontend, GrpcMethods  # noqa: E402
 from predictor.ray_serve.options import DEPLOYMENT_NAME, deployment_options, parse_builder_args  # noqa: E402
 
 log = logging.getLogger("predictor.ray_serve")
@@ -29,7 +30,7 @@ log = logging.getLogger("predictor.ray_serve")
 # module-level app at class definition, before any model exists.
 @serve.deployment(name=DEPLOYMENT_NAME)
 @serve.ingress()
-class OcrDeployment:
+class OcrDeployment(GrpcMethods):
     async def __init__(self, args: dict[str, Any]):
         from predictor.app import build_app
         from predictor.ray_serve.metrics import MetricsMirror
@@ -39,6 +40,7 @@ class OcrDeployment:
         settings, _ = parse_builder_args(args, check_host=True)
         self._app = build_app(settings)
         self.model = self._app.state.model
+        self._grpc = GrpcFrontend(self.model, settings.all_model_names)  # KServe v2 gRPC via Serve's gRPC proxy
         # Serve routes no traffic to a replica until __init__ returns: ready means the weights are loaded.
         await asyncio.to_thread(self.model.load)
         self._mirror = asyncio.get_running_loop().create_task(MetricsMirror().run())

@@ -76,6 +76,7 @@ def processes_mentioning(text: str) -> list[str]:
 class RayCluster:
     temp_dir: str
     http_port: int
+    grpc_port: int
     metrics_port: int
     gcs_address: str
 
@@ -96,12 +97,15 @@ def ray_cluster() -> Iterator[RayCluster]:
     from ray import serve
 
     temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    metrics_port, http_port = free_port(), free_port()
+    metrics_port, http_port, grpc_port = free_port(), free_port(), free_port()
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
              _metrics_export_port=metrics_port)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": http_port})
-        yield RayCluster(temp_dir, http_port, metrics_port, ray.get_runtime_context().gcs_address)
+        from predictor.ray_serve.grpc import SERVICER_FUNCTION
+
+        serve.start(http_options={"host": "127.0.0.1", "port": http_port},
+                    grpc_options={"port": grpc_port, "grpc_servicer_functions": [SERVICER_FUNCTION]})
+        yield RayCluster(temp_dir, http_port, grpc_port, metrics_port, ray.get_runtime_context().gcs_address)
     finally:
         try:
             serve.shutdown()

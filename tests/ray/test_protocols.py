@@ -108,3 +108,49 @@ def test_errors_keep_their_shapes(ocr_app):
     assert r.status_code == 400 and isinstance(r.json()["error"], str)  # KServe's shape on KServe routes
     metrics = httpx.get(f"{ocr_app}/metrics", timeout=10)
     assert metrics.status_code == 200 and "deepseek_ocr_requests_in_flight" in metrics.text
+
+
+APP = (("application", "ocr"),)  # Serve's gRPC proxy picks the application from this metadata
+
+
+def _grpc(ray_cluster, calls):
+    import asyncio
+
+    from kserve import InferenceGRPCClient
+
+    async def run():
+        client = InferenceGRPCClient(f"127.0.0.1:{ray_cluster.grpc_port}")
+        try:
+            return [await c(client) for c in calls]
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+def test_kserve_v2_grpc_through_serves_grpc_proxy_equals_rest(ocr_app, ray_cluster, reference):
+    import grpc
+    import numpy as np
+    from kserve import InferInput, InferRequest
+
+    def infer(model: str, data: bytes):
+        image = InferInput("image", [1], "BYTES")
+        image.set_data_from_numpy(np.array([data], dtype=np.object_))
+        return lambda c: c.infer(InferRequest(model, infer_inputs=[image], parameters=GREEDY),
+                                 headers=APP)
+
+    live, ready, response = _grpc(ray_cluster, [
+        lambda c: c.is_server_live(headers=APP),
+        lambda c: c.is_model_ready("ocr-alias", headers=APP),
+        infer(MODEL, PNG)])
+    assert live is True and ready is True
+    outputs = {o.name: list(o.data) for o in response.outputs}
+    want = reference.post(f"/v2/models/{MODEL}/infer", json={
+        "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [B64]}], "parameters": GREEDY}).json()
+    want_text = next(o["data"] for o in want["outputs"] if o["name"] == "text")
+    assert [t.decode() if isinstance(t, bytes) else t for t in outputs["text"]] == want_text
+    for model, data, code in ((MODEL, b"not an image", grpc.StatusCode.INVALID_ARGUMENT),
+                              ("no-such-model", PNG, grpc.StatusCode.NOT_FOUND)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            _grpc(ray_cluster, [infer(model, data)])
+        assert err.value.code() == code, (model, err.value)
