@@ -40,9 +40,9 @@ test-e2e:
 test-ray: ## Ray Serve tier: a real local Ray (2 CPUs, no dashboard), ~5 min
 	RAY_TESTS_REQUIRED=1 $(PYTHON) -m pytest -q tests/ray
 
-ray-run: install ## serve the tiny offline demo on Ray Serve (python -m predictor.ray_serve), on $(PORT)
+ray-run: install ## serve the tiny offline demo on Ray Serve (python -m predictor.ray_serve), on $(PORT) and $(GRPC_PORT)
 	$(PYTHON) -m predictor.testing.tiny --family v2 $(DEMO_DIR) >/dev/null
-	HF_HUB_OFFLINE=1 $(PYTHON) -m predictor.ray_serve --model_dir $(DEMO_DIR) --device cpu --http_port $(PORT)
+	HF_HUB_OFFLINE=1 $(PYTHON) -m predictor.ray_serve --model_dir $(DEMO_DIR) --device cpu --http_port $(PORT) --grpc_port $(GRPC_PORT)
 
 chart-test: ## Helm chart lint, render, schema and API-server checks (installs helm etc. if missing)
 	bash scripts/chart-test.sh

@@ -55,9 +55,9 @@ def wait_ok(url: str, timeout: float) -> float:
 def ready_time(model_dir: str) -> float:
     port = free_port()
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "predictor.ray_serve", "--model_dir", model_dir, "--device", "cpu",
-                             "--http_port", str(port), "--max_replicas", "1"], env={**os.environ, **ENV},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "predictor.ray_serve", "--model_dir", model_dir, "--device", "cpu",
+           "--http_port", str(port), "--grpc_port", str(free_port()), "--max_replicas", "1"]
+    proc = subprocess.Popen(cmd, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ok(f"http://127.0.0.1:{port}/v1/models/deepseek-ocr", 300)
         return time.monotonic() - start

@@ -65,6 +65,16 @@ def test_defaults_cpu_head_gpu_workers_autoscaled_one_to_two():
                                                 "upscale_delay_s": 30, "downscale_delay_s": 600}
     assert deployment["max_ongoing_requests"] == 8 + 64 + 8  # above the engine's capacity: its 429 is what clients see
     assert deployment["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 1}
+    # KServe v2 gRPC: Serve's gRPC proxy with kserve's servicer, on every pod, and a Service in front
+    servicer = "predictor.ray_serve.grpc.add_servicer"
+    assert config["grpc_options"] == {"port": 9000, "grpc_servicer_functions": [servicer]}
+    for pod in (head["template"]["spec"], worker):
+        assert {"name": "grpc", "containerPort": 9000, "protocol": "TCP"} in pod["containers"][0]["ports"]
+    (grpc_svc,) = [d for d in docs if d["kind"] == "Service"]
+    assert grpc_svc["spec"]["ports"] == [{"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP",
+                                         "appProtocol": "grpc"}]
+    assert grpc_svc["spec"]["selector"]["ray.io/serve"] == "true"
+    assert grpc_svc["spec"]["selector"]["app.kubernetes.io/instance"] == "r"
 
 
 def test_names_labels_and_image_come_from_the_shared_helpers():
@@ -114,6 +124,10 @@ def test_fixed_size_variant_passes_every_option_through():
                        "request_timeout": 300, "max_batch_tokens": 65536, "allow_remote_images": True,
                        "remote_image_hosts": ["images.example.com"]}.items():
         assert app["args"][key] == value, key
+    assert "grpc_options" not in _serve_config(svc)
+    assert not [d for d in _render("fixed-size-values.yaml") if d["kind"] == "Service"]
+    c = spec["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert "grpc" not in {p["name"] for p in c["ports"]}
     dep = app["deployments"][0]
     assert dep["autoscaling_config"]["target_ongoing_requests"] == 3 and dep["graceful_shutdown_timeout_s"] == 120
     assert dep["max_ongoing_requests"] == 4 + 16 + 8
@@ -128,6 +142,7 @@ def test_fixed_size_variant_passes_every_option_through():
     ({"model.device": "cuda", "worker.gpu.count": "0", "serve.gpusPerReplica": "0"}, "model.device=cuda"),
     ({"huggingface.token.value": "x"}, "not both"),
     ({"fullnameOverride": "x" * 46}, "fullnameOverride"),
+    ({"serve.grpc.port": "8000"}, "serve/grpc/port"),
 ])
 def test_bad_values_are_refused_by_name(values, message):
     with pytest.raises(manifests.RenderError) as exc:

@@ -67,7 +67,8 @@ def test_real_install_notes_and_uninstall(ray_cluster_api):
     out = ray_cluster_api.helm("install", "rs", str(CHART), "--namespace", NAMESPACE).stdout
     notes = out.split("\nNOTES:\n", 1)[1]
     assert "port-forward svc/rs-deepseek-ocr-ray-serve-svc 8000:8000" in notes
-    assert "svc/rs-deepseek-ocr-ray-head-svc 8265:8265" in notes and "gRPC is not served" in notes
+    assert "svc/rs-deepseek-ocr-ray-head-svc 8265:8265" in notes
+    assert "KServe v2 gRPC on svc/rs-deepseek-ocr-ray-grpc:9000" in notes
     svc = yaml.safe_load(ray_cluster_api.kubectl("get", "rayservice", "rs-deepseek-ocr-ray", "-o", "yaml").stdout)
     group = svc["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
     assert (group["minReplicas"], group["maxReplicas"]) == (1, 2)

@@ -23,7 +23,8 @@ def test_the_command_serves_and_stops_cleanly_on_sigterm(tiny_v2_dir, tmp_path):
     start = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "predictor.ray_serve", "--model_dir", tiny_v2_dir,
-                                 "--device", "cpu", "--http_port", str(port), "--max_replicas", "1",
+                                 "--device", "cpu", "--http_port", str(port), "--grpc_port", str(free_port()),
+                                 "--max_replicas", "1",
                                  "--num_cpus", "0.5"], stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:

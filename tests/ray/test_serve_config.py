@@ -39,9 +39,11 @@ def _serve_config(variant: str | None) -> str:
 def strict_errors(config: dict) -> list[str]:
     """Keys Ray would silently ignore, plus what Ray's models refuse."""
     from ray.serve.config import AutoscalingConfig
-    from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
+    from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema, gRPCOptionsSchema
 
-    errors = [f"applications[]: unknown key {k!r}" for k in set(config) - set(ServeDeploySchema.model_fields)]
+    errors = [f"config: unknown key {k!r}" for k in set(config) - set(ServeDeploySchema.model_fields)]
+    grpc = config.get("grpc_options") or {}
+    errors += [f"grpc_options: unknown key {k!r}" for k in set(grpc) - set(gRPCOptionsSchema.model_fields)]
     for app in config.get("applications", []):
         errors += [f"application: unknown key {k!r}" for k in set(app) - set(ServeApplicationSchema.model_fields)]
         for dep in app.get("deployments", []):
@@ -69,6 +71,9 @@ def test_serve_config_is_strictly_valid_for_ray_and_the_builder(variant):
     (app,) = config["applications"]
     assert app["import_path"] == "predictor.ray_serve:build"
     assert [d["name"] for d in app["deployments"]] == [DEPLOYMENT_NAME]  # an override for a name that exists
+    for function in (config.get("grpc_options") or {}).get("grpc_servicer_functions", []):
+        module, name = function.rsplit(".", 1)
+        assert callable(getattr(__import__(module, fromlist=[name]), name)), function  # importable as Serve does
     settings, options = parse_builder_args(app["args"], check_host=False)  # what the builder does on the head
     auto = app["deployments"][0]["autoscaling_config"]
     assert (options.min_replicas, options.max_replicas) == (auto["min_replicas"], auto["max_replicas"])
@@ -86,5 +91,7 @@ def test_the_strict_check_catches_what_ray_alone_lets_through():
     errors = strict_errors(config)
     assert "deployment: unknown key 'max_ongoing_request'" in errors
     assert "autoscaling_config: unknown key 'min_replica'" in errors
+    config["grpc_options"]["grpc_servicer_function"] = config["grpc_options"].pop("grpc_servicer_functions")
+    assert "grpc_options: unknown key 'grpc_servicer_function'" in strict_errors(config)
     dep["autoscaling_config"] = {"min_replicas": 3, "max_replicas": 2}
     assert any("autoscaling_config" in e for e in strict_errors(config))

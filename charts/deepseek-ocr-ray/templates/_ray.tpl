@@ -53,7 +53,11 @@ they are visible and tunable here; a serve config's deployment options override 
       "graceful_shutdown_timeout_s" (default $timeout $s.gracefulShutdownTimeoutSeconds) }}
 {{- $app := dict "name" "deepseek-ocr" "route_prefix" "/" "import_path" "predictor.ray_serve:build"
       "args" (include "deepseek-ocr-ray.args" . | fromYaml) "deployments" (list $deployment) }}
-{{- toYaml (dict "applications" (list $app)) }}
+{{- $config := dict "applications" (list $app) }}
+{{- if $s.grpc.enabled }}
+{{- $_ := set $config "grpc_options" (dict "port" (int $s.grpc.port) "grpc_servicer_functions" (list "predictor.ray_serve.grpc.add_servicer")) }}
+{{- end }}
+{{- toYaml $config }}
 {{- end }}
 
 {{/* Environment of the Ray containers. */}}
