@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -16,14 +17,14 @@ from tests.ray.conftest import RAY_ENV, free_port, processes_mentioning, wait_un
 
 
 def test_the_command_serves_and_stops_cleanly_on_sigterm(tiny_v2_dir, tmp_path):
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     ray_tmp = tempfile.mkdtemp(prefix="raycli", dir="/tmp")  # Ray's session dir: short, and ours to look for
     env = {**os.environ, **RAY_ENV, "RAY_TMPDIR": ray_tmp}
     log = tmp_path / "cli.log"
     start = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "predictor.ray_serve", "--model_dir", tiny_v2_dir,
-                                 "--device", "cpu", "--http_port", str(port), "--grpc_port", str(free_port()),
+                                 "--device", "cpu", "--http_port", str(port), "--grpc_port", str(grpc_port),
                                  "--max_replicas", "1",
                                  "--num_cpus", "0.5"], stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -41,6 +42,7 @@ def test_the_command_serves_and_stops_cleanly_on_sigterm(tiny_v2_dir, tmp_path):
             "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [_b64()]}],
             "parameters": {"max_tokens": 3, "min_tokens": 3}})
         assert r.status_code == 200, r.text
+        assert asyncio.run(_grpc_model_ready(f"127.0.0.1:{grpc_port}")) is True  # one app: no metadata needed
         assert processes_mentioning(ray_tmp), "the command's Ray runs under RAY_TMPDIR"
     finally:
         proc.send_signal(signal.SIGTERM)  # to the command only, as Kubernetes and `kill` do
@@ -50,6 +52,16 @@ def test_the_command_serves_and_stops_cleanly_on_sigterm(tiny_v2_dir, tmp_path):
     wait_until(lambda: not processes_mentioning(ray_tmp), 30, "no Ray process of the command left")
     shutil.rmtree(ray_tmp, ignore_errors=True)
     print(f"ready {ready_s:.1f} s after start; exited {stopped_s:.1f} s after being ready (incl. one request)")
+
+
+async def _grpc_model_ready(target: str) -> bool:
+    from kserve import InferenceGRPCClient
+
+    client = InferenceGRPCClient(target)
+    try:
+        return await client.is_model_ready("deepseek-ocr")
+    finally:
+        await client.close()
 
 
 def _b64() -> str:
