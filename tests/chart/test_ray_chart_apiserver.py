@@ -46,6 +46,11 @@ def ray_cluster_api(cluster):  # noqa: F811 - the imported fixture
     while "rayservices" not in cluster.kubectl("api-resources", "--api-group=ray.io", check=False).stdout:
         assert time.monotonic() < deadline, "ray.io not in discovery"
         time.sleep(1)
+    # kubectl validates against the server's published OpenAPI, which lags behind discovery: wait for the schema
+    explain = ("explain", "rayservices.spec.rayClusterConfig.workerGroupSpecs.maxReplicas", "--api-version=ray.io/v1")
+    while cluster.kubectl(*explain, check=False).returncode != 0:
+        assert time.monotonic() < deadline + 60, "RayService schema not in the server's OpenAPI"
+        time.sleep(1)
     return cluster
 
 
