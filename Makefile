@@ -15,7 +15,7 @@ install: ## install the package, test tools and Ray Serve (CPU torch first, so p
 	$(PYTHON) -m pip install -q "torch==$(TORCH_VERSION)"
 	# one pip run for the project and its extras: ray[serve] resolved alone upgrades protobuf past kserve's pin
 	$(PYTHON) -m pip install -q -e ".[test,ray]"
-	$(PYTHON) -m pip check
+	$(PYTHON) scripts/pip_check.py test,ray
 
 run: install ## serve $(MODEL_ID) (downloaded from the hub); offline, says so and serves the tiny demo
 	MODEL_ID=$(MODEL_ID) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) PYTHON=$(PYTHON) bash scripts/run.sh
