@@ -118,16 +118,24 @@ def grpc_interceptor_class(base: type) -> type:
         checker: KeyChecker
 
         async def intercept_service(self, continuation: Any, details: Any) -> Any:
-            method = details.method.rsplit("/", 1)[-1]
-            if self.checker.enabled and method not in _OPEN_GRPC:
-                metadata = {k.lower(): v for k, v in details.invocation_metadata or () if isinstance(v, str)}
-                try:
-                    self.checker.check(metadata.get("authorization"))
-                except Unauthorized as exc:
-                    return _refusal(grpc, exc.message)
+            refused = grpc_refusal(self.checker, details.method, details.invocation_metadata)
+            if refused is not None:
+                return _refusal(grpc, refused)
             return await super().intercept_service(continuation, details)
 
     return GrpcApiKeyInterceptor
+
+
+def grpc_refusal(checker: KeyChecker, method: str, metadata: Any) -> str | None:
+    """Why a gRPC call (``method`` as ``/pkg.Service/Name`` or ``Name``) is refused, or None when it may pass."""
+    if not checker.enabled or method.rsplit("/", 1)[-1] in _OPEN_GRPC:
+        return None
+    values = {str(k).lower(): v for k, v in metadata or () if isinstance(v, str)}
+    try:
+        checker.check(values.get("authorization"))
+    except Unauthorized as exc:
+        return exc.message
+    return None
 
 
 def _refusal(grpc: Any, message: str) -> Any:
