@@ -59,7 +59,7 @@ lint:
 bench: install ## batching benchmark on the tiny checkpoint (prints one JSON line)
 	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_batching.py
 
-soak: ## reliability suite on the tiny model, loopback only (~10 min; not part of `make test`; see docs/RELIABILITY.md)
+soak: ## reliability suite on the tiny model, loopback only (5-10 min; not part of `make test`; see docs/RELIABILITY.md)
 	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m tests.soak.run_soak
 
 clean:
