@@ -111,7 +111,8 @@ class SlotCache(Cache):
         self.next_ids, self.arange = state["next_ids"], state["arange"]
 
     def ensure(self, slots: int, columns: int, budget: int) -> bool:
-        """Make room for ``slots`` rows of ``columns`` positions; True when the buffers were reallocated.
+        """Make room for ``slots`` rows of up to ``columns`` positions (the most any live or joining row will
+        reach); True when the buffers were reallocated.
 
         Grows to the larger of the current and the requested shape while that stays within ``budget`` positions,
         else to exactly what is requested (admission keeps that within the budget). The new buffers are filled
@@ -119,10 +120,10 @@ class SlotCache(Cache):
         """
         if slots <= self.slot_capacity and columns <= self.columns:
             return False
-        columns = -(-columns // COLUMN_CHUNK) * COLUMN_CHUNK
-        new_slots, new_cols = max(slots, self.slot_capacity), max(columns, self.columns)
+        rounded = -(-columns // COLUMN_CHUNK) * COLUMN_CHUNK
+        new_slots, new_cols = max(slots, self.slot_capacity), max(rounded, self.columns)
         if new_slots * new_cols > budget:
-            new_slots, new_cols = max(slots, self.rows), max(columns, max(self.lengths, default=0) + 1)
+            new_slots, new_cols = slots, rounded if slots * rounded <= budget else columns
         layers, state = self._allocate(new_slots, new_cols)
         n, used = self.rows, min(self.columns, new_cols)
         if n:

@@ -22,6 +22,7 @@ class Row:
     detok: IncrementalDetokenizer | None
     position: int  # position id of the next token to feed
     seq: int  # join order: the newest rows are evicted first when memory runs out
+    columns: int = 0  # cache columns this row may reach (its padded prompt plus its cap)
     generated: list[int] = field(default_factory=list)
     first_token_at: float | None = None
     emitted: int = 0  # characters of the streamed text already sent

@@ -200,8 +200,9 @@ class Worker:
             self.joined += 1
         choice = sampler.choose(outcome.logits, [r.sampler for r in new], [r.generated for r in new])
         length = int(outcome.mask.shape[1])
-        columns = length + max(r.params.max_new_tokens for r in outcome.requests) + 1
-        self._reserve(outcome.cache, (self.batch.rows if self.batch else 0) + len(new), columns)
+        for row in new:  # the last fed token is the one before the cap: it lands at column length + cap - 2
+            row.columns = length + row.request.params.max_new_tokens
+        self._reserve(outcome.cache, len(self.rows) + len(new), max(r.columns for r in self.rows + new))
         assert self.batch is not None
         self.batch.join(outcome.cache, outcome.mask, [r.prepared.prompt_tokens for r in outcome.requests],
                         choice.tokens)
