@@ -45,6 +45,7 @@ class Plan:
 
 
 _PLAN: Plan | None = None
+_INSTALLED: dict[str, Any] = {}  # the candidates' functions, looked up once at install
 
 
 def find_experts(model: Any) -> Any | None:
@@ -143,7 +144,7 @@ def probe(model: Any, sizes: tuple[int, ...] = SIZES, top_k: int | None = None) 
 
 def _dispatch(module: Any, hidden: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     name = _PLAN.pick(index.numel()) if _PLAN is not None else "eager"
-    return _candidates()[name](module, hidden, index, weights)
+    return _INSTALLED[name](module, hidden, index, weights)
 
 
 def install(model: Any, plan: Plan) -> None:
@@ -151,6 +152,7 @@ def install(model: Any, plan: Plan) -> None:
     from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
     global _PLAN
+    _INSTALLED.update(_candidates())
     _PLAN = plan
     ALL_EXPERTS_FUNCTIONS.register(NAME, _dispatch)
     for module in model.modules():

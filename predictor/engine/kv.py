@@ -61,8 +61,10 @@ class SlotLayer(CacheLayerMixin):
 class SlotCache(Cache):
     """Slots for up to ``slot_capacity`` rows of up to ``columns`` positions each, plus per-row device state.
 
-    Per slot: the visibility mask of its columns, the column its next token is written to, the position id of that
-    token (real tokens only, so a row sees the positions it would see alone) and the id of that token.
+    Per slot: the additive attention mask of its columns (0 = real, dtype-min = padding or unused; additive because
+    both eager and SDPA take it as is, where a boolean mask costs SDPA a conversion per layer per step), the column
+    its next token is written to, the position id of that token (real tokens only, so a row sees the positions it
+    would see alone) and the id of that token.
     """
 
     def __init__(self, like: Any, slots: int, columns: int):
@@ -74,6 +76,7 @@ class SlotCache(Cache):
         self._layout = [(layer.keys.shape[1], layer.keys.shape[3], layer.values.shape[3]) for layer in like.layers]
         first = like.layers[0].keys
         self.dtype, self.device = first.dtype, first.device
+        self.hidden = torch.finfo(first.dtype).min  # not -inf: a fully hidden row must not turn into NaN
         layers, state = self._allocate(slots, columns)
         super().__init__(layers=[SlotLayer(self, k, v) for k, v in layers])
         self._commit(layers, state)
@@ -97,7 +100,7 @@ class SlotCache(Cache):
         layers = [(torch.zeros(slots, h, columns, dk, dtype=self.dtype, device=self.device),
                    torch.zeros(slots, h, columns, dv, dtype=self.dtype, device=self.device))
                   for h, dk, dv in self._layout]
-        state = {"mask": torch.zeros(slots, columns, dtype=torch.bool, device=self.device),
+        state = {"mask": torch.full((slots, columns), self.hidden, dtype=self.dtype, device=self.device),
                  "write": torch.zeros(slots, dtype=torch.long, device=self.device),
                  "position": torch.zeros(slots, dtype=torch.long, device=self.device),
                  "next_ids": torch.zeros(slots, dtype=torch.long, device=self.device),
@@ -146,8 +149,8 @@ class SlotCache(Cache):
         for layer, new in zip(self.layers, prefilled.layers, strict=True):
             layer.keys[start:stop, :, :length].copy_(new.keys)
             layer.values[start:stop, :, :length].copy_(new.values)
-        self.mask[start:stop].zero_()
-        self.mask[start:stop, :length].copy_(mask.bool())
+        self.mask[start:stop].fill_(self.hidden)
+        self.mask[start:stop, :length].masked_fill_(mask.bool(), 0.0)
         self.write[start:stop] = length
         self.position[start:stop].copy_(torch.tensor(positions, dtype=torch.long), non_blocking=True)
         self.next_ids[start:stop].copy_(first_ids)
@@ -191,12 +194,12 @@ class SlotCache(Cache):
     # ---- one decode step ---------------------------------------------------------------------------------------
 
     def begin_step(self) -> torch.Tensor:
-        """Mark each row's new column visible; return the ``[rows, 1, 1, span]`` boolean mask view for the step."""
+        """Mark each row's new column visible; return the ``[rows, 1, 1, span]`` additive mask view for the step."""
         n = self.rows
         self.span = max(self.lengths) + 1
         rows, cols = self.arange[:n], self.write[:n]
         self.step_index = (rows, cols)
-        self.mask[rows, cols] = True
+        self.mask[rows, cols] = 0.0
         return self.mask[:n, None, None, :self.span]
 
     def end_step(self) -> None:

@@ -80,20 +80,11 @@ class ModelFamily(abc.ABC):
     def count_image_tokens(self, width: int, height: int, options: ImageOptions) -> int:
         """Number of ``<image>`` placeholders the prompt gets for an image of this size."""
 
-    def decode_mask(self, visible: Any) -> Any:
-        """The ``attention_mask`` for a one-token decode step, from the ``[rows, 1, 1, keys]`` boolean visibility.
-
-        A ready 4-D mask skips transformers' mask construction (and its data-dependent checks, which wait for the
-        device) at every step. Eager attention adds the mask to the scores, so it gets 0 / dtype-min instead.
-        """
-        import torch
-
-        text_config = getattr(self.model.config, "text_config", self.model.config)
-        if text_config._attn_implementation != "eager":
-            return visible
-        dtype = self.model.dtype
-        return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
-            ~visible, torch.finfo(dtype).min)
+    def decode_mask(self, mask: Any) -> Any:
+        """The ``attention_mask`` for a one-token decode step, from the engine's ready ``[rows, 1, 1, keys]`` additive
+        mask (0 = attend, dtype-min = padding). A ready 4-D mask skips transformers' per-step mask construction and
+        its data-dependent checks, which wait for the device."""
+        return mask
 
     # ---- shared helpers -------------------------------------------------------------------------------------
 

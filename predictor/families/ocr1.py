@@ -90,11 +90,10 @@ class DeepseekOcrV1Family(ModelFamily):
         mode, max_crops = self._resolve(options)
         return v1_images.count_image_tokens(width, height, mode, max_crops)
 
-    def decode_mask(self, visible: Any) -> Any:
+    def decode_mask(self, mask: Any) -> Any:
         # UnlimitedOcr builds a reference-sliding-window mask through vmap at every step even when every layer is
         # full attention (10 ms of Python per step, two thirds of a tiny CPU step); its text model accepts a
         # ready mapping instead.
-        mask = super().decode_mask(visible)
         return {"full_attention": mask, "reference_sliding_attention": mask}
 
     def prepare(self, image: Image.Image, prompt: str, options: ImageOptions) -> PreparedPrompt:
