@@ -95,3 +95,25 @@ def test_choose_flags_nan_rows_without_raising():
     assert choice.failed.tolist() == [False, True, False, False]
     assert choice.tokens[0].item() == 1 and choice.tokens[3].item() == 0  # tiny temperature: argmax (first max)
     assert samplers[3].generator is None
+
+
+def test_seeded_sampling_is_reproducible_alone_and_batched(family):
+    """Each sampled row draws with its own generator; a top-p row batched with others changes nobody's draws."""
+    engine = Engine(family, "cpu", max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
+                    max_prefill_batch=4)
+    engine.start()
+    prepared = [family.prepare(page_image((640, 200), f"seed {i}"), "<image>\nFree OCR.", ImageOptions())
+                for i in range(3)]
+    items = [(prepared[0], _params(30, temperature=0.9, seed=7)),
+             (prepared[1], _params(30, temperature=1.3, top_p=0.8, seed=11)),
+             (prepared[2], _params(30))]
+    try:
+        alone = [_run(engine, [item])[0] for item in items]
+        batched = _run(engine, items)
+        again = _run(engine, [items[0]])[0]
+        greedy = _run(engine, [(prepared[0], _params(30))])[0]
+    finally:
+        engine.stop()
+    assert [r.token_ids for r in batched] == [r.token_ids for r in alone]
+    assert again.token_ids == alone[0].token_ids
+    assert alone[0].token_ids != greedy.token_ids  # it really sampled
