@@ -6,7 +6,7 @@ DEMO_DIR ?= .cache/tiny-deepseek-ocr2
 MODEL_ID ?= deepseek-ai/DeepSeek-OCR
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install run demo demo-serve test test-unit test-api test-e2e chart-test image-test lint bench clean
+.PHONY: help install run demo demo-serve test test-unit test-api test-e2e chart-test clone-test image-test lint bench clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ demo-serve:
 	$(PYTHON) -m predictor.testing.tiny --family v2 $(DEMO_DIR) >/dev/null
 	HF_HUB_OFFLINE=1 $(PYTHON) -m predictor --model_dir $(DEMO_DIR) --device cpu --http_port $(PORT) --grpc_port $(GRPC_PORT)
 
-test: install lint test-unit test-api test-e2e chart-test ## everything CI runs
+test: install lint test-unit test-api test-e2e chart-test clone-test ## everything CI runs
 
 test-unit:
 	$(PYTHON) -m pytest -q tests/unit
@@ -37,6 +37,9 @@ test-e2e:
 
 chart-test: ## Helm chart lint, render, schema and API-server checks (installs helm etc. if missing)
 	bash scripts/chart-test.sh
+
+clone-test: ## git clone HEAD into an empty temp folder; run the unit and chart render/schema tiers there
+	PYTHON=$(PYTHON) bash scripts/clone-test.sh
 
 image-test: ## build the Containerfile from a local stand-in base and probe readiness (not part of `make test`)
 	bash scripts/image-test.sh

@@ -1,8 +1,9 @@
 """Full-size DeepSeek-OCR architectures with random weights, for GPU throughput runs without a download.
 
-Sizes are the published ones (reference/deepseek-ocr.md §1.1 for v1; transformers' DeepSeek-OCR-2 config defaults
-with the 0.5B Qwen2 encoder for v2). The tokenizer is the tiny test one: its ids are valid in the real vocabulary,
-and random weights make text quality meaningless anyway. Throughput depends on shapes, not on weight values.
+Sizes are the published ones (the config.json of deepseek-ai/DeepSeek-OCR on the hub for v1; transformers'
+DeepSeek-OCR-2 config defaults with the 0.5B Qwen2 encoder for v2). The tokenizer is the tiny test one: its ids are
+valid in the real vocabulary, and random weights make text quality meaningless anyway. Throughput depends on
+shapes, not on weight values.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def full_size_family(which: str, device: str) -> tuple[Any, str]:
     """A family object holding a full-size random model in bfloat16 (float32 on CPU) on ``device``."""
     from transformers import DeepseekOcr2ImageProcessorPil, DeepseekOcr2Processor, UnlimitedOcrForConditionalGeneration
 
-    from predictor.families.ocr1 import DeepseekOcrV1Family
-    from predictor.families.ocr2 import DeepseekOcr2Family
-    from predictor.families.v1_config import translate_v1_config
+    from predictor.families.v1.config import translate_v1_config
+    from predictor.families.v1.family import DeepseekOcrV1Family
+    from predictor.families.v2 import DeepseekOcr2Family
 
     tokenizer = build_tokenizer()
     ids = special_token_ids(tokenizer)

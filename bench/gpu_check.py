@@ -184,8 +184,8 @@ def load_family(args: argparse.Namespace) -> Any:
 
         return full_size_family(args.family, args.device)[0]
     from predictor.families.base import LoadSettings
-    from predictor.families.ocr1 import DeepseekOcrV1Family
-    from predictor.families.ocr2 import DeepseekOcr2Family
+    from predictor.families.v1 import DeepseekOcrV1Family
+    from predictor.families.v2 import DeepseekOcr2Family
     from predictor.testing.tiny import build
 
     family = DeepseekOcr2Family() if args.family == "v2" else DeepseekOcrV1Family()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
-# No torch.compile / Inductor / Triton on the serving path (DESIGN decision 4); set before torch is imported.
+# No torch.compile / Inductor / Triton on the serving path (see docs/ARCHITECTURE.md); set before torch loads.
 os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 log = logging.getLogger("predictor")
+
+if TYPE_CHECKING:
+    from predictor.config import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,20 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def serve(settings, args) -> None:  # noqa: ANN001 - argparse namespace from kserve's parser
+def serve(settings: Settings, args: argparse.Namespace) -> None:
     import kserve
     from kserve import model_server
 
-    from predictor import http_errors, openai_api
-    from predictor.hardware import disable_compile
+    from predictor.app import build_app
     from predictor.model import OcrModel
 
-    disable_compile()
     model = OcrModel(settings)
-    app = model_server.app
-    openai_api.register(app, model)
-    http_errors.install(app)
-    app.add_middleware(http_errors.BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # kserve's REST server serves its module-level app and adds its own routes to it when it starts.
+    build_app(settings, model, app=model_server.app, kserve_routes=False)
     # kserve hands its module-level args to the gRPC server: raise its 8 MiB message cap to our body limit.
     for key in ("grpc_max_send_message_length", "grpc_max_receive_message_length"):
         setattr(model_server.args, key, max(settings.max_body_bytes, getattr(args, key)))

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from predictor.engine.ngram import MAX_NGRAM_SIZE
 from predictor.errors import ConfigError
 
 ENV_PREFIX = "PREDICTOR_"
@@ -80,6 +81,9 @@ class Settings:
         return [self.model_name, *[n for n in self.served_model_names if n != self.model_name]]
 
 
+# Flags kserve's own parser defines (and owns) when ours is built on top of it.
+KSERVE_FLAGS = ("http_port", "grpc_port", "enable_grpc", "workers")
+
 _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "dtype": ("auto", "bfloat16", "float16", "float32"),
@@ -123,22 +127,21 @@ def build_parser(parents: list[argparse.ArgumentParser] | None = None) -> argpar
     )
     defaults = Settings()
     for f in fields(Settings):
-        if f.name in ("http_port", "grpc_port", "enable_grpc", "workers") and parents:
+        if f.name in KSERVE_FLAGS and parents:
             continue  # kserve's parser owns these
         kwargs: dict[str, Any] = {"help": _HELP.get(f.name), "default": None}
-        value = getattr(defaults, f.name)
         if f.name in _CHOICES:
             kwargs["choices"] = _CHOICES[f.name]
-        if isinstance(value, bool):
-            kwargs["type"] = _bool
-        elif isinstance(value, int):
-            kwargs["type"] = int
-        elif isinstance(value, float):
-            kwargs["type"] = float
-        elif isinstance(value, list):
-            kwargs["type"] = _csv
+        converter = _converter(getattr(defaults, f.name))
+        if converter is not None:
+            kwargs["type"] = converter
         parser.add_argument(f"--{f.name}", **kwargs)
     return parser
+
+
+def _converter(default: Any) -> Any:
+    """How a flag's text becomes its value, by the type of its default (None: kept as text)."""
+    return {bool: _bool, int: int, float: float, list: _csv}.get(type(default))
 
 
 def _from_env(name: str, converter: Any) -> Any:
@@ -158,10 +161,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     for f in fields(Settings):
         value = getattr(args, f.name, None)
         default = getattr(defaults, f.name)
-        if value is None or (f.name in ("http_port", "grpc_port", "workers", "enable_grpc")
-                             and value == default):
-            converter = {bool: _bool, int: int, float: float, list: _csv}.get(type(default))
-            env_value = _from_env(f.name, converter)
+        if value is None or (f.name in KSERVE_FLAGS and value == default):
+            env_value = _from_env(f.name, _converter(default))
             value = env_value if env_value is not None else (value if value is not None else default)
         if f.name in _CHOICES and value not in _CHOICES[f.name]:
             raise ConfigError(f"--{f.name} must be one of {', '.join(_CHOICES[f.name])}, got {value!r}")
@@ -193,11 +194,11 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
         raise ConfigError("--remote_image_hosts needs --allow_remote_images=true")
     if s.allow_remote_images and not s.remote_image_hosts:
         raise ConfigError("--allow_remote_images=true needs --remote_image_hosts (an allow-list of host names)")
-    if not (0 <= s.ngram_size <= 200) or (s.ngram_size and s.ngram_window < s.ngram_size):
-        raise ConfigError("--ngram_size must be 0..200 and --ngram_window at least --ngram_size")
+    if not (0 <= s.ngram_size <= MAX_NGRAM_SIZE) or (s.ngram_size and s.ngram_window < s.ngram_size):
+        raise ConfigError(f"--ngram_size must be 0..{MAX_NGRAM_SIZE} and --ngram_window at least --ngram_size")
     if s.workers != 1:
-        # kserve's multi-process mode pickles the model into each worker and drops our extra routes
-        # (reference/kserve.md §0.4): scale with replicas instead.
+        # kserve's multi-process mode pickles the model into each worker and drops the routes we add to the
+        # app (docs/ARCHITECTURE.md): scale with replicas instead.
         raise ConfigError("--workers must be 1; scale with replicas (or --max_batch_size) instead")
     if s.device == "cuda":
         import torch

@@ -83,7 +83,7 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
 
 # ---- PDF -------------------------------------------------------------------------------------------------------
 
-PDF_DPI = 144  # DeepSeek's official PDF script renders pages at 144 DPI (reference/deepseek-ocr.md §1.9)
+PDF_DPI = 144  # the resolution DeepSeek's own PDF script renders pages at
 # pdfium is not thread-safe (pypdfium2 docs): decoding runs in worker threads, so every call is serialised.
 _PDFIUM_LOCK = threading.Lock()
 

@@ -1,8 +1,8 @@
 """Device, dtype and kernel choices, made once at start-up and logged.
 
-No Triton and no torch.compile on the serving path (DESIGN decision 4): attention is sdpa or eager, MoE experts
-grouped_mm / batched_mm / eager, picked by what actually runs on this device. Nothing is refused merely for
-being sm_121 (GB10).
+No Triton and no torch.compile on the serving path (docs/ARCHITECTURE.md explains why): attention is sdpa or
+eager, MoE experts grouped_mm / batched_mm / eager, picked by what actually runs on this device. Nothing is
+refused merely for being sm_121 (GB10).
 """
 
 from __future__ import annotations

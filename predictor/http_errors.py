@@ -1,8 +1,9 @@
 """The one place where errors become HTTP responses, for every route on the server.
 
-OpenAI routes answer OpenAI's body ``{"error": {"message", "type", "param", "code"}}``; KServe routes keep
-KServe's ``{"error": "..."}``. Either way the status is the error's own and 429/503 carry ``Retry-After``.
-Unexpected exceptions become a plain 500 without internals.
+Routes we register are ``OpenAIRoute``s and answer OpenAI's body ``{"error": {"message", "type", "param",
+"code"}}``, whatever prefix they are mounted under; KServe's routes keep KServe's ``{"error": "..."}``. Either way
+the status is the error's own and 429/503 carry ``Retry-After``. Unexpected exceptions become a plain 500
+without internals.
 """
 
 from __future__ import annotations
@@ -14,14 +15,32 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 
 from predictor.errors import EngineFault, InvalidRequest, PayloadTooLarge, PredictorError
 
 log = logging.getLogger(__name__)
 
 
-def is_openai_path(path: str) -> bool:
-    return "/chat/completions" in path or path.rstrip("/").endswith("/health") or path.startswith("/openai/")
+class OpenAIRoute(APIRoute):
+    """A route of ours: its errors use OpenAI's body. ``register_routes`` records them on the app."""
+
+
+def register_routes(app: FastAPI, routes: list[Any]) -> None:
+    """Remember our routes, so that a refusal before routing (the body limit) can tell whose request it is."""
+    known = getattr(app.state, "openai_routes", [])
+    app.state.openai_routes = [*known, *(r for r in routes if isinstance(r, OpenAIRoute))]
+
+
+def is_openai_route(scope: dict[str, Any]) -> bool:
+    """Whether the route serving this request is ours. Before routing, ours serve it when one fully matches
+    (path and method): they are registered ahead of KServe's, so the router would pick them."""
+    route = scope.get("route")
+    if route is not None:
+        return isinstance(route, OpenAIRoute)
+    state = getattr(scope.get("app"), "state", None)
+    return any(r.matches(dict(scope))[0] == Match.FULL for r in getattr(state, "openai_routes", []))
 
 
 def openai_error_body(exc: PredictorError) -> dict[str, Any]:
@@ -44,7 +63,7 @@ async def _predictor_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PredictorError)
     if exc.status >= 500:
         log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status, exc.message)
-    return error_response(exc, is_openai_path(request.url.path))
+    return error_response(exc, is_openai_route(request.scope))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -52,7 +71,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {}
     loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
     message = f"{loc}: {first.get('msg', 'invalid request')}" if loc else first.get("msg", "invalid request")
-    return error_response(InvalidRequest(message, param=loc), is_openai_path(request.url.path))
+    return error_response(InvalidRequest(message, param=loc), is_openai_route(request.scope))
 
 
 def install(app: FastAPI) -> None:
@@ -91,5 +110,5 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         exc = PayloadTooLarge(f"request body exceeds the {self.max_bytes}-byte limit", param="body")
-        response = error_response(exc, is_openai_path(scope.get("path", "")))
+        response = error_response(exc, is_openai_route(scope))
         await response(scope, receive, send)

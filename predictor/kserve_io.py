@@ -1,8 +1,9 @@
 """KServe v1 and v2 (Open Inference Protocol) request parsing and response building.
 
 v1: ``{"instances": [{"image": <base64 or data URL>, "prompt": ..., <options>}]}`` or a raw image body.
-v2: a BYTES input ``image`` (base64 strings over REST, where the binary extension cannot carry raw bytes, see
-reference/kserve.md §0.2; raw bytes over gRPC), an optional BYTES ``prompt`` and options as parameters.
+v2: a BYTES input ``image`` (base64 strings over REST, raw bytes over gRPC), an optional BYTES ``prompt`` and
+options as parameters. REST takes base64 because kserve's REST server does not accept the binary tensor extension
+for BYTES inputs (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse
 from kserve.protocol.infer_type import to_http_parameters
 from kserve.utils.utils import generate_uuid
-from PIL import Image
 
-from predictor.config import Settings
-from predictor.documents import decode_base64, decode_document, is_pdf
+from predictor.documents import decode_base64
 from predictor.errors import InvalidRequest, PayloadTooLarge
 from predictor.options import OcrOptions, parse_options
+from predictor.resolve import Document, Resolver, prefixed
 from predictor.service import OcrOutput
 
 # v2 parameters that belong to the protocol, not to us.
@@ -28,22 +28,8 @@ _V2_PROTOCOL_PARAMS = frozenset({"binary_data_output", "headers", "content_type"
 
 
 @dataclass
-class OcrJob:
-    """One input element: an image, or the pages of a PDF."""
-
-    pages: list[Image.Image]
-    options: OcrOptions
-    pdf: bool = False
-
-
-def _job(data: bytes, field: str, options: OcrOptions, settings: Settings) -> OcrJob:
-    pages = decode_document(data, field, settings.max_image_pixels, settings.max_pdf_pages)
-    return OcrJob(pages, options, pdf=is_pdf(data))
-
-
-@dataclass
 class ParsedRequest:
-    jobs: list[OcrJob]
+    documents: list[Document]  # one per instance (v1) or image element (v2)
     protocol: str  # "v1" | "v2"
     stream: bool = False
     v2_request: InferRequest | None = None
@@ -52,7 +38,8 @@ class ParsedRequest:
 # ---- v1 -------------------------------------------------------------------------------------------------------
 
 
-def parse_v1(payload: dict[str, Any] | bytes, settings: Settings) -> ParsedRequest:
+def parse_v1(payload: dict[str, Any] | bytes, resolver: Resolver) -> ParsedRequest:
+    settings = resolver.settings
     if isinstance(payload, bytes | bytearray):
         if len(payload) > settings.max_body_bytes:
             raise PayloadTooLarge(f"body exceeds the {settings.max_body_bytes}-byte limit", param="body")
@@ -60,7 +47,7 @@ def parse_v1(payload: dict[str, Any] | bytes, settings: Settings) -> ParsedReque
             # curl -d without -H sends JSON as form data, which kserve hands over as raw bytes
             raise InvalidRequest("body looks like JSON but was not sent as JSON: add the header "
                                  "'Content-Type: application/json'", param="body")
-        return ParsedRequest([_job(bytes(payload), "body", OcrOptions(), settings)], "v1")
+        return ParsedRequest([resolver.document(bytes(payload), "body", OcrOptions())], "v1")
     if not isinstance(payload, dict):
         raise InvalidRequest("body must be a JSON object with an 'instances' list", param="instances")
     instances = payload.get("instances")
@@ -71,12 +58,12 @@ def parse_v1(payload: dict[str, Any] | bytes, settings: Settings) -> ParsedReque
     if len(instances) > settings.max_instances:
         raise InvalidRequest(f"{len(instances)} instances exceed the limit of {settings.max_instances}",
                              param="instances")
-    jobs = [_v1_instance(item, i, settings) for i, item in enumerate(instances)]
+    documents = [_v1_instance(item, i, resolver) for i, item in enumerate(instances)]
     stream = _flag(payload.get("stream", False), "stream")
-    if stream and (len(jobs) != 1 or len(jobs[0].pages) != 1):
+    if stream and (len(documents) != 1 or len(documents[0].pages) != 1):
         raise InvalidRequest("stream needs exactly one instance with one image (not a multi-page PDF)",
                              param="stream")
-    return ParsedRequest(jobs, "v1", stream=stream)
+    return ParsedRequest(documents, "v1", stream=stream)
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -85,7 +72,7 @@ def _flag(value: Any, name: str) -> bool:
     return value
 
 
-def _v1_instance(item: Any, index: int, settings: Settings) -> OcrJob:
+def _v1_instance(item: Any, index: int, resolver: Resolver) -> Document:
     where = f"instances[{index}]"
     if isinstance(item, str):
         item = {"image": item}  # a bare base64 string per instance is accepted too
@@ -93,18 +80,12 @@ def _v1_instance(item: Any, index: int, settings: Settings) -> OcrJob:
         raise InvalidRequest(f"{where} must be an object with an 'image' field", param=where)
     if "image" not in item:
         raise InvalidRequest(f"{where}.image is required", param=f"{where}.image")
-    data = decode_base64(item["image"], f"{where}.image", settings.max_body_bytes)
-    options = _prefixed(lambda: parse_options({k: v for k, v in item.items() if k != "image"}), where)
-    return _job(data, f"{where}.image", options, settings)
-
-
-def _prefixed(build: Any, where: str) -> Any:
-    """Re-raise an option error with the instance path in front of the field name."""
     try:
-        return build()
+        options = parse_options({k: v for k, v in item.items() if k != "image"})
     except InvalidRequest as exc:
-        param = f"{where}.{exc.param}" if exc.param else where
-        raise InvalidRequest(f"{where}: {exc.message}", param=param) from exc
+        raise prefixed(exc, where) from exc
+    data = decode_base64(item["image"], f"{where}.image", resolver.settings.max_body_bytes)
+    return resolver.document(data, f"{where}.image", options, where=where)
 
 
 def v1_response(outputs: list[OcrOutput], model_name: str) -> dict[str, Any]:
@@ -124,7 +105,8 @@ def _prediction(output: OcrOutput) -> dict[str, Any]:
 # ---- v2 -------------------------------------------------------------------------------------------------------
 
 
-def parse_v2(request: InferRequest, settings: Settings) -> ParsedRequest:
+def parse_v2(request: InferRequest, resolver: Resolver) -> ParsedRequest:
+    settings = resolver.settings
     inputs = {inp.name: inp for inp in request.inputs}
     unknown = set(inputs) - {"image", "prompt"}
     if unknown:
@@ -145,14 +127,14 @@ def parse_v2(request: InferRequest, settings: Settings) -> ParsedRequest:
         prompts = given * len(images) if len(given) == 1 else given
     params = _v2_parameters(request)
     options = parse_options({**params, "prompt": None}, ignore=_V2_PROTOCOL_PARAMS)
-    jobs = []
+    documents = []
     for i, (element, prompt) in enumerate(zip(images, prompts, strict=True)):
         field = f"image[{i}]"
         data = element if isinstance(element, bytes) else decode_base64(element, field, settings.max_body_bytes)
-        job_options = options if prompt is None else parse_options({**params, "prompt": prompt},
-                                                                   ignore=_V2_PROTOCOL_PARAMS)
-        jobs.append(_job(data, field, job_options, settings))
-    return ParsedRequest(jobs, "v2", v2_request=request)
+        element_options = options if prompt is None else parse_options({**params, "prompt": prompt},
+                                                                       ignore=_V2_PROTOCOL_PARAMS)
+        documents.append(resolver.document(data, field, element_options))
+    return ParsedRequest(documents, "v2", v2_request=request)
 
 
 def _v2_parameters(request: InferRequest) -> dict[str, Any]:
@@ -204,7 +186,7 @@ def v2_response(parsed: ParsedRequest, outputs: list[OcrOutput], model_name: str
     infer_outputs.append(usage)
     if any(o.rendered_png for o in outputs):
         infer_outputs.append(bytes_output("rendered_png", [o.rendered_png or "" for o in outputs]))
-    # kserve answers 500 when the response id is missing and the client sent none (reference/kserve.md §0.7)
+    # kserve's response serialisation fails (500) on a missing id when the client sent none: always set one
     response_id = (request.id if request is not None and request.id else None) or generate_uuid()
     return InferResponse(response_id=response_id, model_name=model_name, infer_outputs=infer_outputs,
                          from_grpc=bool(request is not None and request.from_grpc))

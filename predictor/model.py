@@ -1,8 +1,10 @@
 """The ``kserve.Model`` that serves OCR over KServe v1, v2 REST and v2 gRPC.
 
-Weights load in the background (kserve's engine hook), so liveness answers at once while
-``/v1/models/{name}`` and ``/v2/models/{name}/ready`` answer 503 until the model is ready
-(reference/kserve.md §0.5). A failed load is logged and ends the process with a non-zero status.
+Lifecycle: ``load()`` loads weights and starts the engine synchronously (tests, Ray Serve replicas);
+kserve's ``ModelServer`` instead calls ``start_engine()``, which runs ``load()`` in a thread so liveness answers
+at once while ``/v1/models/{name}`` and ``/v2/models/{name}/ready`` answer 503 until the model is ready (kserve
+only awaits the hook after marking the model registered). A failed background load is logged and ends the process
+with a non-zero status. ``loaded`` says whether requests can be served; ``stop_engine()`` stops the engine.
 """
 
 from __future__ import annotations
@@ -56,23 +58,31 @@ class OcrModel(kserve.Model):
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
     def load(self) -> bool:
-        return True  # weights load in start_engine, off the request path
+        """Load weights and start the engine, blocking; a second call does nothing. Raises on failure."""
+        if self.runtime is None:
+            self.runtime = load_runtime(self.settings)
+            log.info("model %s ready", self.name)
+        return True
 
     async def start_engine(self) -> None:
         try:
-            self.runtime = await asyncio.to_thread(load_runtime, self.settings)
+            await asyncio.to_thread(self.load)
         except Exception as exc:  # noqa: BLE001 - any load failure must stop the process visibly
             log.error("model load failed: %s", exc, exc_info=not isinstance(exc, PredictorError | RuntimeError))
             logging.shutdown()
             os._exit(1)
-        log.info("model %s ready", self.name)
 
     def stop_engine(self) -> None:
+        """Stop the engine's worker thread (requests still running fail); safe to call more than once."""
         if self.runtime is not None:
             self.runtime.engine.stop()
 
-    async def healthy(self) -> bool:
+    @property
+    def loaded(self) -> bool:
         return self.runtime is not None
+
+    async def healthy(self) -> bool:
+        return self.loaded
 
     def require_runtime(self) -> Runtime:
         if self.runtime is None:
@@ -94,8 +104,8 @@ class OcrModel(kserve.Model):
         try:
             runtime = self.require_runtime()
             if isinstance(payload, InferRequest):
-                return await asyncio.to_thread(kserve_io.parse_v2, payload, runtime.settings)
-            return await asyncio.to_thread(kserve_io.parse_v1, payload, runtime.settings)
+                return await asyncio.to_thread(kserve_io.parse_v2, payload, runtime.service.resolver)
+            return await asyncio.to_thread(kserve_io.parse_v1, payload, runtime.service.resolver)
         except PredictorError as exc:
             raise for_kserve(exc) from exc
 
@@ -104,8 +114,8 @@ class OcrModel(kserve.Model):
             runtime = self.require_runtime()
             if parsed.stream:
                 return self._stream_v1(runtime, parsed)
-            outputs = list(await asyncio.gather(*(runtime.service.run_document(job.pages, job.options, pdf=job.pdf)
-                                                  for job in parsed.jobs)))
+            outputs = list(await asyncio.gather(*(runtime.service.run_documents([document])
+                                                  for document in parsed.documents)))
         except PredictorError as exc:
             raise for_kserve(exc) from exc
         if parsed.protocol == "v2":
@@ -114,8 +124,7 @@ class OcrModel(kserve.Model):
 
     async def _stream_v1(self, runtime: Runtime, parsed: ParsedRequest) -> AsyncIterator[str]:
         """KServe v1 streaming: server-sent events with text deltas, then the full prediction."""
-        job = parsed.jobs[0]
-        stream = runtime.service.stream(job.pages[0], job.options, pdf=job.pdf)
+        stream = runtime.service.stream_documents(parsed.documents)
         try:
             async for item in stream:
                 if isinstance(item, str):

@@ -1,4 +1,5 @@
-"""OpenAI-compatible routes on kserve's FastAPI app (kserve's own OpenAI layer needs vLLM; DESIGN decision 1).
+"""OpenAI-compatible routes of our own (kserve's OpenAI layer imports vLLM, which we do not ship; see
+docs/ARCHITECTURE.md).
 
 Routes live under ``/openai/v1`` (kserve's layout, prefix from ``KSERVE_OPENAI_ROUTE_PREFIX``) and ``/v1``.
 At ``/v1`` the model list and model routes are also KServe v1's: one response answers both protocols.
@@ -15,16 +16,15 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from PIL import Image
 
 from predictor import openai_protocol as proto
-from predictor.documents import decode_base64, decode_document, is_pdf
+from predictor.documents import decode_base64
 from predictor.errors import InvalidRequest, ModelNotFound, NotReady, PredictorError
-from predictor.http_errors import sse_error_frame
+from predictor.http_errors import OpenAIRoute, register_routes, sse_error_frame
 from predictor.model import OcrModel
 from predictor.remote_images import fetch_image
+from predictor.resolve import Document
 from predictor.runtime import Runtime
-from predictor.service import OcrOutput
 
 OWNER = "deepseek-ai"
 
@@ -85,63 +85,60 @@ class OpenAIRoutes:
         if chat.model not in self.names:
             raise ModelNotFound(f"model {chat.model!r} does not exist; served: {', '.join(self.names)}",
                                 param="model")
-        documents = await asyncio.gather(*(self._pages(url, i, runtime) for i, url in enumerate(chat.images)))
-        pages = [(page, pdf) for doc_pages, pdf in documents for page in doc_pages]
-        pdf_pages = sum(len(doc_pages) for doc_pages, pdf in documents if pdf)
+        runtime.service.resolver.options(chat.options)  # refuse a bad option before fetching or decoding
+        documents = await asyncio.gather(*(self._document(url, i, chat, runtime)
+                                           for i, url in enumerate(chat.images)))
+        pdf_pages = sum(len(doc.pages) for doc in documents if doc.kind == "pdf")
         if pdf_pages > runtime.settings.max_pdf_pages:
             raise InvalidRequest(f"{pdf_pages} PDF pages exceed the limit of {runtime.settings.max_pdf_pages} per "
                                  "request", param="messages")
         if chat.stream:
-            return StreamingResponse(self._stream(chat, pages, runtime), media_type="text/event-stream",
+            return StreamingResponse(self._stream(chat, list(documents), runtime), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        outputs = await asyncio.gather(*(runtime.service.run(page, chat.options, chat.request_id, pdf)
-                                         for page, pdf in pages))
-        return JSONResponse(proto.completion(chat, chat.model, list(outputs)))
+        output = await runtime.service.run_documents(list(documents), chat.request_id)
+        return JSONResponse(proto.completion(chat, chat.model, output))
 
-    async def _pages(self, url: str, index: int, runtime: Runtime) -> tuple[list[Image.Image], bool]:
+    async def _document(self, url: str, index: int, chat: proto.ChatRequest, runtime: Runtime) -> Document:
         field = f"image_url[{index}]"
         settings = runtime.settings
         if url.lower().startswith(("http://", "https://")):
             data = await fetch_image(url, field, settings)
         else:
             data = await asyncio.to_thread(decode_base64, url, field, settings.max_body_bytes)
-        pages = await asyncio.to_thread(decode_document, data, field, settings.max_image_pixels,
-                                        settings.max_pdf_pages)
-        return pages, is_pdf(data)
+        return await asyncio.to_thread(runtime.service.resolver.document, data, field, chat.options)
 
-    async def _stream(self, chat: proto.ChatRequest, pages: list[tuple[Image.Image, bool]],
+    async def _stream(self, chat: proto.ChatRequest, documents: list[Document],
                       runtime: Runtime) -> AsyncIterator[str]:
-        outputs: list[OcrOutput] = []
+        stream = runtime.service.stream_documents(documents, chat.request_id)
         try:
             yield proto.chunk(chat, chat.model, role=True, content="")
-            for number, (image, pdf) in enumerate(pages):
-                if number:
-                    yield proto.chunk(chat, chat.model, content=proto.PAGE_SEPARATOR)
-                stream = runtime.service.stream(image, chat.options, chat.request_id, pdf)
-                try:
-                    async for item in stream:
-                        if isinstance(item, str):
-                            yield proto.chunk(chat, chat.model, content=item)
-                        else:
-                            outputs.append(item)
-                finally:
-                    await stream.aclose()
-            yield proto.chunk(chat, chat.model, finish=proto.finish_reason(outputs))
-            if chat.include_usage:
-                yield proto.chunk(chat, chat.model, usage=outputs)
+            async for item in stream:
+                if isinstance(item, str):
+                    yield proto.chunk(chat, chat.model, content=item)
+                else:
+                    yield proto.chunk(chat, chat.model, finish=item.finish_reason)
+                    if chat.include_usage:
+                        yield proto.chunk(chat, chat.model, usage=item)
         except PredictorError as exc:
             yield sse_error_frame(exc)
+        finally:
+            await stream.aclose()
         yield "data: [DONE]\n\n"
 
 
 def register(app: FastAPI, model: OcrModel) -> OpenAIRoutes:
-    """Add the routes to kserve's app. Must run before ``ModelServer.start()`` so ours win on shared paths."""
+    """Add our routes to ``app`` (``predictor.app.build_app`` does, before KServe's routes exist, so ours win
+    on the paths both protocols share)."""
     routes = OpenAIRoutes(model)
     for prefix in dict.fromkeys([openai_prefix(), "/v1"]):
-        router = APIRouter(prefix=prefix)
+        router = APIRouter(prefix=prefix, route_class=OpenAIRoute)
         router.add_api_route("/chat/completions", routes.chat_completions, methods=["POST"])
         router.add_api_route("/models", routes.list_models, methods=["GET"])
         router.add_api_route("/models/{model_name}", routes.get_model, methods=["GET"])
         app.include_router(router)
-    app.add_api_route("/health", routes.health, methods=["GET"])
+        register_routes(app, router.routes)
+    health = APIRouter(route_class=OpenAIRoute)
+    health.add_api_route("/health", routes.health, methods=["GET"])
+    app.include_router(health)
+    register_routes(app, health.routes)
     return routes

@@ -20,7 +20,7 @@ from openai.types.completion_usage import CompletionUsage
 
 from predictor.errors import InvalidRequest
 from predictor.options import ALIASES, OPTION_NAMES, OcrOptions, merge, parse_options
-from predictor.service import PAGE_SEPARATOR, OcrOutput
+from predictor.service import OcrOutput
 
 _REFUSED = {  # parameters we cannot honour: refuse rather than silently ignore
     "tools": "tools are not supported by this OCR model",
@@ -158,43 +158,38 @@ def _image_url(value: Any, where: str) -> str:
 # ---- responses ------------------------------------------------------------------------------------------------
 
 
-def _usage(outputs: list[OcrOutput]) -> CompletionUsage:
-    prompt = sum(o.prompt_tokens for o in outputs)
-    completion = sum(o.completion_tokens for o in outputs)
-    return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+def _usage(output: OcrOutput) -> CompletionUsage:
+    return CompletionUsage(prompt_tokens=output.prompt_tokens, completion_tokens=output.completion_tokens,
+                           total_tokens=output.prompt_tokens + output.completion_tokens)
 
 
-def finish_reason(outputs: list[OcrOutput]) -> str:
-    return "length" if any(o.finish_reason == "length" for o in outputs) else "stop"
-
-
-def ocr_extra(outputs: list[OcrOutput]) -> dict[str, Any]:
-    """Structured results beside the text: blocks per page, raw text and the rendered picture if asked."""
+def ocr_extra(output: OcrOutput) -> dict[str, Any]:
+    """Structured results beside the text: per page its blocks, raw text and rendered picture if asked, and all
+    blocks together (each with its ``page`` when there are several pages)."""
     pages = []
-    for o in outputs:
+    for o in output.page_outputs:
         page: dict[str, Any] = {"blocks": o.blocks, "finish_reason": o.finish_reason,
                                 "image_tokens": o.image_tokens, "raw_text": o.raw_text}
         if o.rendered_png is not None:
             page["rendered_png"] = o.rendered_png
         pages.append(page)
-    return {"pages": pages, "blocks": [b for o in outputs for b in o.blocks]}
+    return {"pages": pages, "blocks": output.blocks}
 
 
-def completion(req: ChatRequest, model: str, outputs: list[OcrOutput]) -> dict[str, Any]:
-    text = PAGE_SEPARATOR.join(o.text for o in outputs)
+def completion(req: ChatRequest, model: str, output: OcrOutput) -> dict[str, Any]:
     result = ChatCompletion(
         id=req.request_id, created=req.created, model=model, object="chat.completion",
-        choices=[Choice(index=0, finish_reason=finish_reason(outputs),  # type: ignore[arg-type]
-                        message=ChatCompletionMessage(role="assistant", content=text))],
-        usage=_usage(outputs),
+        choices=[Choice(index=0, finish_reason=output.finish_reason,  # type: ignore[arg-type]
+                        message=ChatCompletionMessage(role="assistant", content=output.text))],
+        usage=_usage(output),
     )
     body = result.model_dump(exclude_none=True)
-    body["ocr"] = ocr_extra(outputs)
+    body["ocr"] = ocr_extra(output)
     return body
 
 
 def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: bool = False,
-          finish: str | None = None, usage: list[OcrOutput] | None = None) -> str:
+          finish: str | None = None, usage: OcrOutput | None = None) -> str:
     if usage is not None:
         choices: list[ChunkChoice] = []
     else:

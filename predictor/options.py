@@ -84,7 +84,7 @@ def _stop(value: Any) -> tuple[str, ...]:
 
 _PARSERS = {
     "task": _str, "prompt": _str, "ref": _str, "mode": _str,
-    "max_crops": lambda n, v: _int(n, v, 1, 9),
+    "max_crops": lambda n, v: _int(n, v, 1),  # the upper bound is the family's
     "ngram_size": lambda n, v: _int(n, v, 0, MAX_NGRAM_SIZE),
     "ngram_window": lambda n, v: _int(n, v, 1, MAX_NGRAM_WINDOW),
     "raw": _bool, "render": _bool, "ignore_eos": _bool,

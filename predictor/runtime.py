@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass
+from typing import Any
 
 from predictor.config import Settings
 from predictor.engine.engine import Engine
 from predictor.errors import LoadError
-from predictor.families.base import LoadSettings, ModelFamily
-from predictor.hardware import Hardware, resolve
+from predictor.families.base import LoadSettings, ModelFamily, read_config
+from predictor.hardware import Hardware, disable_compile, resolve
+from predictor.resolve import check_default_mode
 from predictor.service import OcrService
 
 log = logging.getLogger(__name__)
@@ -31,19 +31,15 @@ class Runtime:
 
 
 def family_classes() -> list[type[ModelFamily]]:
-    from predictor.families.ocr1 import DeepseekOcrV1Family
-    from predictor.families.ocr2 import DeepseekOcr2Family
+    from predictor.families.v1 import DeepseekOcrV1Family
+    from predictor.families.v2 import DeepseekOcr2Family
 
     return [DeepseekOcr2Family, DeepseekOcrV1Family]
 
 
-def detect_family(path: str) -> type[ModelFamily]:
-    config_path = os.path.join(path, "config.json")
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise LoadError(f"cannot read {config_path}: {exc}") from exc
+def detect_family(path: str, config: dict[str, Any] | None = None) -> type[ModelFamily]:
+    """The family of the checkpoint at ``path`` from its parsed ``config.json`` (read when not given)."""
+    config = read_config(path) if config is None else config
     for cls in family_classes():
         if cls.matches(config):
             return cls
@@ -69,13 +65,18 @@ def resolve_checkpoint(settings: Settings) -> str:
 
 
 def load_runtime(settings: Settings) -> Runtime:
+    """Checkpoint -> family -> started engine, blocking. Nothing on this path may reach torch.compile."""
+    disable_compile()
     hardware = resolve(settings)
     log.info("hardware: %s", hardware.description)
     path = resolve_checkpoint(settings)
-    family = detect_family(path)()
+    config = read_config(path)
+    family_class = detect_family(path, config)
+    check_default_mode(settings, family_class)
+    family = family_class()
     log.info("loading %s from %s", family.name, path)
     family.load(path, LoadSettings(hardware.device, hardware.dtype, hardware.attn_implementation,
-                                   hardware.experts_implementation))
+                                   hardware.experts_implementation), config)
     engine = Engine(family, hardware.device, max_batch_size=settings.max_batch_size,
                     max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
                     request_timeout=settings.request_timeout, max_prefill_batch=hardware.max_prefill_batch)

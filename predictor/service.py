@@ -1,13 +1,16 @@
-"""One OCR request, whatever protocol it came by: options -> prompt -> preprocessing -> engine -> output.
+"""OCR of documents, whatever protocol they came by: resolved options -> preprocessing -> engine -> output.
 
-Preprocessing runs in a thread (never on the event loop, never in the model's worker thread) so that decode
-steps of the running batch are not held up by image resizing.
+Every page of every document of a request runs concurrently (pages share decode steps), streaming or not, and
+the pages' outputs are merged in one place (``merge_pages``) for every protocol. Preprocessing runs in a thread
+(never on the event loop, never in the model's worker thread) so decode steps of the running batch are not held
+up by image resizing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,14 +18,15 @@ from typing import Any
 
 from PIL import Image
 
-from predictor import grounding, tasks
+from predictor import grounding
 from predictor.config import Settings
 from predictor.engine.engine import Engine
-from predictor.engine.ngram import PDF_NGRAM
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
-from predictor.errors import InvalidRequest
-from predictor.families.base import ImageOptions, ModelFamily, PreparedPrompt
+from predictor.families.base import ModelFamily, PreparedPrompt
 from predictor.options import OcrOptions
+from predictor.resolve import Document, ResolvedOptions, Resolver
+
+PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's own separator between pages
 
 
 @dataclass
@@ -33,15 +37,19 @@ class OcrOutput:
     prompt_tokens: int
     completion_tokens: int
     image_tokens: int
-    blocks: list[dict[str, Any]] = field(default_factory=list)
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # a multi-page output's carry their "page"
     rendered_png: str | None = None  # base64 PNG with the boxes drawn, when render was asked for
     ttft_s: float | None = None  # from the start of preprocessing to the first sampled token
-    pages: list[OcrOutput] = field(default_factory=list)  # per page, for a multi-page document
+    pages: list[OcrOutput] = field(default_factory=list)  # per page, for a multi-page output
 
     @property
     def usage(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens, "image_tokens": self.image_tokens}
+
+    @property
+    def page_outputs(self) -> list[OcrOutput]:
+        return self.pages or [self]
 
 
 class OcrService:
@@ -49,62 +57,36 @@ class OcrService:
         self.settings = settings
         self.family = family
         self.engine = engine
+        self.resolver = Resolver(settings, family)
 
-    async def _prepare(self, image: Image.Image, options: OcrOptions,
-                       pdf: bool = False) -> tuple[PreparedPrompt, SamplingParams]:
-        image_options = self.family.check_options(ImageOptions(mode=options.mode or self.settings.default_mode,
-                                                               max_crops=options.max_crops))
-        prompt = tasks.build_prompt(options.task, options.prompt, options.ref)
-        prepared = await asyncio.to_thread(self.family.prepare, image, prompt, image_options)
-        return prepared, self._sampling(prepared, options, pdf)
+    # ---- one page ---------------------------------------------------------------------------------------------
 
-    def _sampling(self, prepared: PreparedPrompt, options: OcrOptions, pdf: bool = False) -> SamplingParams:
-        room = self.family.max_context - prepared.prompt_tokens
-        if room < 1:
-            raise InvalidRequest(f"the prompt takes {prepared.prompt_tokens} tokens and leaves no room in the "
-                                 f"{self.family.max_context}-token context; use a smaller mode", param="mode")
-        # DeepSeek's PDF script uses a shorter guard (20/50) than its image script (30/90, our flags' default).
-        ngram_size, ngram_window = PDF_NGRAM if pdf else (self.settings.ngram_size, self.settings.ngram_window)
-        wanted = options.max_tokens or self.settings.default_max_tokens
-        max_new = min(wanted, self.settings.max_new_tokens, room)
-        return SamplingParams(
-            max_new_tokens=max_new, min_new_tokens=min(options.min_tokens, max_new), ignore_eos=options.ignore_eos,
-            temperature=options.temperature, top_p=options.top_p, seed=options.seed, stop=options.stop,
-            ngram_size=ngram_size if options.ngram_size is None else options.ngram_size,
-            ngram_window=ngram_window if options.ngram_window is None else options.ngram_window,
-        )
+    async def _prepare(self, image: Image.Image, options: ResolvedOptions) -> tuple[PreparedPrompt, SamplingParams]:
+        prepared = await asyncio.to_thread(self.family.prepare, image, options.prompt, options.image)
+        return prepared, options.sampling(prepared.prompt_tokens, self.family.max_context)
 
-    async def run(self, image: Image.Image, options: OcrOptions, request_id: str = "",
-                  pdf: bool = False) -> OcrOutput:
-        self.engine.reserve()
-        started = time.monotonic()
-        try:
-            prepared, params = await self._prepare(image, options, pdf)
+    async def run(self, image: Image.Image, options: ResolvedOptions | OcrOptions, request_id: str = "") -> OcrOutput:
+        """OCR one page. Raw ``OcrOptions`` are resolved first (as for an image)."""
+        if isinstance(options, OcrOptions):
+            options = self.resolver.options(options)
+        async with self.engine.slot():
+            started = time.monotonic()
+            prepared, params = await self._prepare(image, options)
             result = await self.engine.generate(prepared, params, request_id)
-        finally:
-            self.engine.release()
         return await self._finish(image, options, result, started)
 
-    async def run_document(self, pages: list[Image.Image], options: OcrOptions, request_id: str = "",
-                           pdf: bool = False) -> OcrOutput:
-        """All pages of one document concurrently (they share decode steps), merged into one output."""
-        outputs = await asyncio.gather(*(self.run(page, options, request_id, pdf) for page in pages))
-        return outputs[0] if len(outputs) == 1 else merge_pages(list(outputs))
-
-    async def stream(self, image: Image.Image, options: OcrOptions, request_id: str = "",
-                     pdf: bool = False) -> AsyncIterator[str | OcrOutput]:
+    async def stream_page(self, image: Image.Image, options: ResolvedOptions,
+                          request_id: str = "") -> AsyncIterator[str | OcrOutput]:
         """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
-        self.engine.reserve()
-        started = time.monotonic()
-        try:
-            prepared, params = await self._prepare(image, options, pdf)
-            labels_only = _labels_are_text(options)
-            cleaner = None if options.raw or labels_only else grounding.StreamCleaner()
+        async with self.engine.slot():
+            started = time.monotonic()
+            prepared, params = await self._prepare(image, options)
+            cleaner = None if options.raw or options.labels_are_text else grounding.StreamCleaner()
             raw = ""
             events = self.engine.events(prepared, params, stream=True, request_id=request_id)
             try:
                 async for event in events:
-                    if isinstance(event, Delta) and labels_only:
+                    if isinstance(event, Delta) and options.labels_are_text:
                         continue  # the text is only known once the grounding tags are complete
                     if isinstance(event, Delta):
                         raw += event.text
@@ -113,7 +95,7 @@ class OcrService:
                             yield delta
                     elif isinstance(event, GenerationResult):
                         output = await self._finish(image, options, event, started)
-                        if labels_only:
+                        if options.labels_are_text:
                             tail = output.text
                         else:
                             tail = cleaner.finish(event.text) if cleaner is not None else ""
@@ -122,14 +104,12 @@ class OcrService:
                         yield output
             finally:
                 await events.aclose()
-        finally:
-            self.engine.release()
 
-    async def _finish(self, image: Image.Image, options: OcrOptions, result: GenerationResult,
+    async def _finish(self, image: Image.Image, options: ResolvedOptions, result: GenerationResult,
                       started: float | None = None) -> OcrOutput:
         parsed = grounding.parse(result.text, image.width, image.height)
         text = parsed.text
-        if _labels_are_text(options):
+        if options.labels_are_text:
             text = "\n".join(b.label for b in parsed.blocks) or parsed.text
         output = OcrOutput(
             text=result.text if options.raw else text, raw_text=result.text,
@@ -143,19 +123,61 @@ class OcrService:
             output.rendered_png = base64.b64encode(png).decode("ascii")
         return output
 
+    # ---- documents --------------------------------------------------------------------------------------------
 
-def _labels_are_text(options: OcrOptions) -> bool:
-    """With the `grounding` task ("OCR this image.") each ref label IS the recognised text of its box, so the
-    clean text is the labels, one per line (with `markdown`, labels are layout classes and the text follows)."""
-    return options.task == "grounding" and options.prompt is None and not options.raw
+    async def run_documents(self, documents: list[Document], request_id: str = "") -> OcrOutput:
+        """Every page of ``documents`` concurrently, merged into one output (pages numbered across documents)."""
+        outputs = await asyncio.gather(*(self.run(page, doc.options, request_id)
+                                         for doc in documents for page in doc.pages))
+        return merge_pages(list(outputs))
 
+    async def stream_documents(self, documents: list[Document],
+                               request_id: str = "") -> AsyncIterator[str | OcrOutput]:
+        """Text deltas of every page in page order (the separator between pages), then the merged output.
 
-PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's own separator between pages
+        All pages run concurrently, as without streaming: the first page streams live, the others are buffered
+        until their turn. Closing early cancels every page."""
+        pages = [(page, doc.options) for doc in documents for page in doc.pages]
+        queues: list[asyncio.Queue[Any]] = [asyncio.Queue() for _ in pages]
+        tasks = [asyncio.create_task(self._pump(image, options, request_id, queue))
+                 for (image, options), queue in zip(pages, queues, strict=True)]
+        outputs: list[OcrOutput] = []
+        try:
+            for number, queue in enumerate(queues):
+                if number:
+                    yield PAGE_SEPARATOR
+                while True:
+                    item = await queue.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    if isinstance(item, OcrOutput):
+                        outputs.append(item)
+                        break
+                    yield item
+            yield merge_pages(outputs)
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _pump(self, image: Image.Image, options: ResolvedOptions, request_id: str,
+                    queue: asyncio.Queue[Any]) -> None:
+        stream = self.stream_page(image, options, request_id)
+        try:
+            async for item in stream:
+                queue.put_nowait(item)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it in page order
+            queue.put_nowait(exc)
+        finally:
+            await stream.aclose()
 
 
 def merge_pages(outputs: list[OcrOutput]) -> OcrOutput:
-    """One output for a multi-page document: texts joined by DeepSeek's separator, usage summed, blocks tagged
-    with their page (1-based), `length` if any page was cut."""
+    """One output for several pages: texts joined by DeepSeek's separator, usage summed, blocks tagged with their
+    page (1-based), ``length`` if any page was cut. A single page is returned as it is."""
+    if len(outputs) == 1:
+        return outputs[0]
     blocks = [{**block, "page": number} for number, o in enumerate(outputs, 1) for block in o.blocks]
     return OcrOutput(
         text=PAGE_SEPARATOR.join(o.text for o in outputs),

@@ -6,20 +6,19 @@
 #   3. hadolint Containerfile
 #   4. pytest tests/chart: rendered-object assertions, bad values refused, real kube-apiserver + etcd dry runs
 # Env: CHART_TEST_SKIP_APISERVER=1 skips building/starting the API server (its tests then fail, by design, unless
-# run outside this script); PYTEST_ARGS adds pytest options.
+# run outside this script or ignored through PYTEST_ARGS); PYTEST_ARGS adds pytest options; CHART_VENV moves the
+# tools venv (default .venv-chart).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CHART=charts/deepseek-ocr
-SHARED_DIR="${SHARED_DIR:-$ROOT/../shared}"
-export SHARED_DIR
 start=$SECONDS
 
 step() { printf '\n==> %s\n' "$*"; }
 
-if [[ ! -f "$SHARED_DIR/k8s/crds/jsonschema/inferenceservice_v1beta1.json" ]]; then
-  echo "chart-test: KServe CRD schemas not found under $SHARED_DIR/k8s/crds (set SHARED_DIR)" >&2
+if [[ ! -f tests/chart/crds/inferenceservice_v1beta1.json ]]; then
+  echo "chart-test: tests/chart/crds/inferenceservice_v1beta1.json missing (vendored CRD schemas)" >&2
   exit 2
 fi
 
@@ -32,8 +31,9 @@ fi
 # the python with the predictor's dependencies (for the CLI-flag cross-check), found before the venv shadows it
 PREDICTOR_PYTHON="${PREDICTOR_PYTHON:-$(command -v python3)}"
 export PREDICTOR_PYTHON
-export PATH="$ROOT/.venv-chart/bin:$PATH"
-PY="$ROOT/.venv-chart/bin/python"
+VENV="${CHART_VENV:-$ROOT/.venv-chart}"
+export PATH="$VENV/bin:$PATH"
+PY="$VENV/bin/python"
 helm version --short
 
 step "helm lint --strict"

@@ -5,13 +5,19 @@
 #
 # No registry can be pulled from here, so the NGC base is replaced by a debootstrapped Debian bookworm with python
 # (cached as localhost/deepseek-ocr-standin:bookworm), and the CPU torch wheel the host already has is passed in
-# (TORCH_SPEC). The rest of the Containerfile runs unchanged; pip inside the build reaches PyPI.
+# (TORCH_SPEC). Like NGC, the stand-in exports PIP_CONSTRAINT=/etc/pip/constraint.txt, pinning packages below what
+# kserve needs (a plain `pip install` there fails with ResolutionImpossible): the build passes only because the
+# Containerfile lifts that constraint for its install, and the script checks the pinned versions were overridden.
+# The rest of the Containerfile runs unchanged; pip inside the build reaches PyPI.
 # Traffic to the container stays on 127.0.0.1. Needs root (buildah/podman from apt). Takes ~5-10 min cold.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 STANDIN=localhost/deepseek-ocr-standin:bookworm
+NGC_LIKE=localhost/deepseek-ocr-standin:bookworm-ngc-constraint
+# what NGC's /etc/pip/constraint.txt does to us: pins below kserve 0.21's protobuf>=6.33.5 and psutil<6
+NGC_PINS=$'protobuf==4.25.3\npsutil==7.0.0\npillow==10.4.0'
 IMAGE=localhost/deepseek-ocr-predictor:image-test
 NAME=deepseek-ocr-image-test
 PORT="${IMAGE_TEST_PORT:-18080}"
@@ -61,6 +67,14 @@ if ! podman image exists "$STANDIN"; then
   rm -rf "$WORK/rootfs"
 fi
 
+# --- NGC-like global pip constraint on top (rebuilt each run: seconds) ------------------------------------------------
+mkdir -p "$WORK/ngc"
+printf '%s\n' "$NGC_PINS" > "$WORK/ngc/constraint.txt"
+printf 'FROM %s\nCOPY constraint.txt /etc/pip/constraint.txt\nENV PIP_CONSTRAINT=/etc/pip/constraint.txt\n' "$STANDIN" \
+  > "$WORK/ngc/Containerfile"
+buildah bud --pull=never -q -f "$WORK/ngc/Containerfile" -t "$NGC_LIKE" "$WORK/ngc" >/dev/null
+log "stand-in base $NGC_LIKE: PIP_CONSTRAINT=$(podman run --rm "$NGC_LIKE" sh -c 'echo $PIP_CONSTRAINT'), pins: $(echo $NGC_PINS)"
+
 # --- the CPU torch wheel, as the host installs it (local wheel cache or PyPI) -----------------------------------------
 mkdir -p "$WORK/wheels"
 "$PYTHON" -m pip download -q --no-deps -d "$WORK/wheels" "torch==$TORCH_VERSION" 2>>"$LOG"
@@ -69,24 +83,28 @@ case "$wheel" in *+cpu*|*cpu*) ;; *) log "warning: $wheel is not a +cpu wheel; t
 log "torch for the stand-in: $wheel"
 
 # --- build ---------------------------------------------------------------------------------------------------------
-log "building $IMAGE from $STANDIN"
+log "building $IMAGE from $NGC_LIKE"
 build_start=$SECONDS
 buildah bud --pull=never --layers \
   -v "$CA_BUNDLE:$CA_BUNDLE:ro" -v "$WORK/wheels:/wheels:ro" \
-  --build-arg BASE_IMAGE="$STANDIN" --build-arg TORCH_SPEC="/wheels/$wheel" \
-  -f Containerfile -t "$IMAGE" . 2>&1 | tee -a "$LOG" | grep -E '^(STEP|COMMIT|base torch|Successfully)|error|Error' || true
+  --build-arg BASE_IMAGE="$NGC_LIKE" --build-arg TORCH_SPEC="/wheels/$wheel" \
+  -f Containerfile -t "$IMAGE" . 2>&1 | tee -a "$LOG" \
+  | grep -E '^(STEP|COMMIT|torch |base pip constraint|Successfully)|error|Error' || true
 podman image exists "$IMAGE" || { log "build failed"; tail -40 "$LOG"; exit 1; }
 build_s=$((SECONDS - build_start))
 size="$(podman image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.2f GB", $1/1e9}')"
 log "built in ${build_s} s, $size"
+# the base's pins were overridden for our layer, and the image still carries the base's PIP_CONSTRAINT
+versions="$(podman run --rm --entrypoint python "$IMAGE" -c \
+  'import importlib.metadata as m, os; print(*(f"{p}=={m.version(p)}" for p in ("protobuf", "psutil", "pillow")), os.environ.get("PIP_CONSTRAINT"))')"
+log "in the image: $versions"
+lifted=yes
+for pin in $NGC_PINS; do [[ " $versions " == *" $pin "* ]] && lifted=no; done
+[[ "$versions" == *" /etc/pip/constraint.txt" ]] || lifted=no
 
 # --- tiny checkpoint -----------------------------------------------------------------------------------------------
 ckpt="$WORK/tiny"
-if "$PYTHON" -c "import predictor.testing.tiny" 2>/dev/null; then
-  HF_HUB_OFFLINE=1 "$PYTHON" -m predictor.testing.tiny --family v2 "$ckpt" >>"$LOG" 2>&1
-else
-  HF_HUB_OFFLINE=1 "$PYTHON" "$ROOT/../shared/tools/tiny_ocr2.py" "$ckpt" >>"$LOG" 2>&1
-fi
+HF_HUB_OFFLINE=1 PYTHONPATH="$ROOT" "$PYTHON" -m predictor.testing.tiny --family v2 "$ckpt" >>"$LOG" 2>&1
 chmod -R a+rX "$WORK"
 log "tiny checkpoint: $(du -sh "$ckpt" | cut -f1)"
 
@@ -127,13 +145,14 @@ log "GET /metrics: ${gauge:-deepseek_ocr_requests_in_flight MISSING}"
 podman logs "$NAME" 2>&1 | tail -25 > "$WORK/container.log" || true
 
 result=FAILED
-[[ "$code" == 200 && "$pred" == 200 && -n "$gauge" ]] && result=PASSED
+[[ "$code" == 200 && "$pred" == 200 && -n "$gauge" && "$lifted" == yes ]] && result=PASSED
 {
   echo
   echo "## $(date -u +%Y-%m-%d) $(date -u +%H:%M) UTC: $result"
   echo
   echo "- host: $(uname -m), $(nproc) cores; $(buildah --version); $(podman --version)"
-  echo "- base: \`$STANDIN\` (debootstrapped Debian bookworm, python $(podman run --rm "$STANDIN" python3 -c 'import platform; print(platform.python_version())' 2>/dev/null)), TORCH_SPEC=\`$wheel\`"
+  echo "- base: \`$NGC_LIKE\` (debootstrapped Debian bookworm, python $(podman run --rm "$STANDIN" python3 -c 'import platform; print(platform.python_version())' 2>/dev/null), NGC-like \`PIP_CONSTRAINT=/etc/pip/constraint.txt\` pinning $(echo $NGC_PINS)), TORCH_SPEC=\`$wheel\`"
+  echo "- base constraint lifted for our layer: **$lifted** (in the image: $versions)"
   echo "- image: \`$IMAGE\`, $size, build ${build_s} s"
   echo "- run: non-root, \`--read-only\`, tmpfs /tmp and caches, \`--cap-drop ALL\`, tiny DeepSeek-OCR-2 checkpoint at /mnt/models (ro), \`--device cpu\`"
   echo "- \`GET http://127.0.0.1:$PORT/v1/models/$MODEL_NAME\` -> **$code** ${ready_s} s after start; \`GET /v2/health/live\` -> $live"

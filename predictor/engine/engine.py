@@ -7,6 +7,7 @@ comes back with ``loop.call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -62,11 +63,20 @@ class Engine:
         self.in_flight -= 1
         metrics.IN_FLIGHT.set(self.in_flight)
 
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a slot (``reserve()``) for the body of the block, released however the block ends."""
+        self.reserve()
+        try:
+            yield
+        finally:
+            self.release()
+
     async def events(self, prepared: PreparedPrompt, params: SamplingParams, *, stream: bool,
                      request_id: str = "") -> AsyncIterator[Delta | GenerationResult]:
         """Yield ``Delta``s (when streaming) and finally one ``GenerationResult``; raise the request's error.
 
-        The caller must hold a slot from ``reserve()``. Closing the iterator early cancels the generation:
+        The caller must hold a slot (``async with engine.slot():``). Closing the iterator early cancels the generation:
         the row leaves the batch at the next decode step.
         """
         deadline = time.monotonic() + self.request_timeout

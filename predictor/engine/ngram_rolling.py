@@ -1,8 +1,8 @@
-"""The same rule as ``NGramGuard``, kept incrementally for one generating row.
+"""The rule of ``predictor.engine.ngram``, kept incrementally for one generating row.
 
-``NGramGuard.banned`` rescans the window at every step (tens of microseconds in Python per row); at batch 8+
-that dominated a CPU decode step. This index adds the one n-gram completed by each new token and drops those that
-left the window, so a step costs one dict lookup. Tests check it against ``NGramGuard`` on random sequences.
+Rescanning the window at every step costs tens of microseconds in Python per row; at batch 8+ that dominated a CPU
+decode step. This index adds the one n-gram completed by each new token and drops those that
+left the window, so a step costs one dict lookup. Tests check it against a plain rescanning oracle on random sequences.
 """
 
 from __future__ import annotations

@@ -1,14 +1,13 @@
 """Collating several prepared prompts into one left-padded prefill batch.
 
 Prefilling the requests that arrived together in one forward pass runs the vision encoder over all their views at
-once, instead of stalling the running decode batch once per request. Only prompts whose global views have the
-same shape and the same tiling kind are grouped (different v1 modes render different view sizes).
+once, instead of stalling the running decode batch once per request. Only prompts whose family-given
+``group_key`` is equal are grouped (the family knows which of its inputs can be concatenated).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +19,6 @@ from predictor.engine.types import GenerationRequest
 from predictor.families.base import PreparedPrompt
 
 _TOKEN_KEYS = ("input_ids", "attention_mask")
-
-
-def group_key(prepared: PreparedPrompt) -> Hashable:
-    pixels = prepared.inputs.get("pixel_values")
-    shape = tuple(pixels.shape[1:]) if isinstance(pixels, torch.Tensor) else None
-    return shape, "pixel_values_local" in prepared.inputs
 
 
 def collate(batch: list[PreparedPrompt], pad_id: int) -> dict[str, Any]:

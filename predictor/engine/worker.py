@@ -1,8 +1,9 @@
 """The worker thread that owns the model: iteration-level batching over the model's forward and a slot KV cache.
 
-transformers' continuous batching is text-only in 5.24 and silently drops images, so this loop does it itself:
-new requests are prefilled (on their own thread, and on CUDA their own stream) and join the running decode batch
-at the next step by taking a cache slot; a finished or cancelled row leaves at once. A decode step queues the
+transformers' continuous batching is text-only and drops image inputs (docs/ARCHITECTURE.md), so this loop does
+it itself: new requests are prefilled (vision encoder + prompt) in groups the family says can share a forward, on
+the prefill thread (and on CUDA its own stream), and join the running decode batch at the next step by taking a
+cache slot; a finished or cancelled row leaves at once. A decode step queues the
 forward pass and the batch's token choice, then reads the chosen ids back in one device-to-host transfer.
 A failure inside one request's prefill or sampling fails only that request; the worker itself never dies.
 """
@@ -25,7 +26,7 @@ from predictor.engine import rows as rowlib
 from predictor.engine.health import Heartbeat, is_fatal, is_oom
 from predictor.engine.kv import COLUMN_CHUNK, SlotCache
 from predictor.engine.ngram import table_token_ids
-from predictor.engine.prefill import Prefilled, Prefiller, group_key
+from predictor.engine.prefill import Prefilled, Prefiller
 from predictor.engine.rows import Row
 from predictor.engine.timing import StepTimer
 from predictor.engine.types import GenerationRequest
@@ -45,7 +46,7 @@ def _oom() -> OutOfMemory:
 
 class Worker:
     def __init__(self, family: Any, device: Any, max_batch_size: int, max_batch_tokens: int,
-                 max_prefill_batch: int = 8, stall_after: float = 120.0):
+                 max_prefill_batch: int, stall_after: float = 120.0):
         self.family = family
         self.model = family.model
         self.device = torch.device(device)
@@ -142,7 +143,7 @@ class Worker:
             admitted.append(self.waiting.popleft())
         groups: dict[Any, list[GenerationRequest]] = {}
         for request in admitted:
-            groups.setdefault(group_key(request.prepared), []).append(request)
+            groups.setdefault(request.prepared.group_key, []).append(request)
         for group in groups.values():
             for start in range(0, len(group), self.max_prefill_batch):
                 chunk = group[start:start + self.max_prefill_batch]
@@ -299,9 +300,9 @@ class Worker:
                 or (r.request.deadline is not None and now > r.request.deadline)]
         for i in gone:
             request = self.rows[i].request
-            request.emit(Cancelled("cancelled") if request.cancelled.is_set()
-                         else RequestTimeout("request timed out"))
-            metrics.FINISHED.labels(reason="cancelled").inc()
+            cancelled = request.cancelled.is_set()
+            request.emit(Cancelled("cancelled") if cancelled else RequestTimeout("request timed out"))
+            metrics.FINISHED.labels(reason="cancelled" if cancelled else "timeout").inc()
         if gone:
             self._remove(gone)
 

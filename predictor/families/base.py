@@ -1,7 +1,9 @@
 """The contract every model family (DeepSeek-OCR v1, DeepSeek-OCR-2) fulfils for the engine.
 
 A family knows how to recognise its checkpoint from ``config.json``, how to load it with transformers' native
-classes, and how to turn one image plus one prompt into the batch-of-one tensors of a prefill forward pass.
+classes (the loading steps common to every family are the template ``ModelFamily.load``), and how to turn one
+image plus one prompt into the batch-of-one tensors of a prefill forward pass, including which prompts may share
+one batched prefill (``PreparedPrompt.group_key``): the engine never looks at a family's input names.
 The engine only ever calls ``model(**prepared.inputs, cache=..., use_cache=True)`` for a prefill and
 ``model(input_ids=..., attention_mask=..., position_ids=..., cache=...)`` for a decode step, so both families
 batch together behind the same scheduler.
@@ -10,7 +12,10 @@ batch together behind the same scheduler.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+import json
+import os
+from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from PIL import Image
@@ -35,7 +40,8 @@ class PreparedPrompt:
     image_tokens: int
     # Size of the original image, for mapping grounding boxes back to pixels.
     image_size: tuple[int, int] = (0, 0)
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Prompts with equal keys can be prefilled in one forward (their image tensors concatenate).
+    group_key: Hashable = None
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,9 @@ class ModelFamily(abc.ABC):
     name: ClassVar[str]
     #: The values accepted for ``ImageOptions.mode``; the first is the default.
     modes: ClassVar[tuple[str, ...]]
-    #: Largest accepted ``max_crops``.
+    #: Largest accepted ``max_crops``, and the value used when a request does not say.
     max_crops_limit: ClassVar[int]
+    default_max_crops: ClassVar[int]
 
     model: Any = None
     tokenizer: Any = None
@@ -64,13 +71,54 @@ class ModelFamily(abc.ABC):
     def matches(cls, config: dict[str, Any]) -> bool:
         """True when a checkpoint's parsed ``config.json`` belongs to this family."""
 
-    @abc.abstractmethod
-    def load(self, path: str, settings: LoadSettings) -> None:
+    #: Name in load errors, e.g. "DeepSeek-OCR-2".
+    display_name: ClassVar[str]
+
+    def load(self, path: str, settings: LoadSettings, config: dict[str, Any] | None = None) -> None:
         """Load weights and tokenizer from a local directory with native classes (never remote code).
 
-        Sets ``self.model`` (eval mode, on ``settings.device`` in ``settings.dtype``) and ``self.tokenizer``.
-        Raises ``predictor.errors.LoadError`` naming what is wrong (missing tensor, bad config, ...).
+        ``config`` is the parsed ``config.json`` (read here when not given). Sets ``self.model`` (eval mode, on
+        ``settings.device`` in ``settings.dtype``) and ``self.tokenizer``. Raises ``LoadError`` naming what is
+        wrong (missing tensor, bad config, ...).
         """
+        config = read_config(path) if config is None else config
+        try:
+            self.tokenizer = self._load_tokenizer(path, config)
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise LoadError(f"cannot load the tokenizer of {path}: {exc}") from exc
+        kwargs = load_kwargs(settings)
+        native = self._native_config(config)  # a remote-code layout's config, translated
+        if native is not None:
+            kwargs["config"] = native
+        try:
+            model, info = self._model_class().from_pretrained(path, **kwargs)
+        except (OSError, ValueError, KeyError, RuntimeError, AttributeError) as exc:
+            # Shape mismatches and unreadable files surface here; say which checkpoint and why.
+            raise LoadError(f"cannot load {self.display_name} weights from {path}: {exc}") from exc
+        raise_on_bad_keys(info, path, self.name)
+        self._check_model(model)
+        if "device_map" not in kwargs:
+            model = model.to(settings.device)
+        model.eval()
+        # Nothing on the serving path may compile (docs/ARCHITECTURE.md).
+        model.generation_config.disable_compile = True
+        self.model = model
+
+    @abc.abstractmethod
+    def _load_tokenizer(self, path: str, config: dict[str, Any]) -> Any:
+        """The checkpoint's tokenizer (a family may keep a processor around it)."""
+
+    @abc.abstractmethod
+    def _model_class(self) -> Any:
+        """The native transformers class whose ``from_pretrained`` loads the weights."""
+
+    def _native_config(self, config: dict[str, Any]) -> Any:
+        """A native config object for a remote-code ``config.json``, or None when the checkpoint is native."""
+        return None
+
+    def _check_model(self, model: Any) -> None:
+        """Family checks on the loaded model, before it moves to the device."""
+        return None
 
     @abc.abstractmethod
     def prepare(self, image: Image.Image, prompt: str, options: ImageOptions) -> PreparedPrompt:
@@ -92,19 +140,17 @@ class ModelFamily(abc.ABC):
     def default_mode(self) -> str:
         return self.modes[0]
 
-    def check_options(self, options: ImageOptions) -> ImageOptions:
-        """Validate per-request options against this family; a bad value is a 400 naming the option."""
-        if options.mode is not None and options.mode not in self.modes:
-            raise InvalidRequest(
-                f"mode {options.mode!r} is not valid for {self.name}; accepted values: {', '.join(self.modes)}",
-                param="mode",
-            )
-        if options.max_crops is not None and not (1 <= options.max_crops <= self.max_crops_limit):
-            raise InvalidRequest(
-                f"max_crops must be an integer between 1 and {self.max_crops_limit} for {self.name}",
-                param="max_crops",
-            )
-        return options
+    @classmethod
+    def image_options(cls, mode: str | None, max_crops: int | None) -> ImageOptions:
+        """Per-request resolution settings, validated against this family (a bad value is a 400 naming the
+        option) and with the family's defaults filled in. The only place these are checked."""
+        if mode is not None and mode not in cls.modes:
+            raise InvalidRequest(f"mode {mode!r} is not valid for {cls.name}; accepted values: {', '.join(cls.modes)}",
+                                 param="mode")
+        if max_crops is not None and not (1 <= max_crops <= cls.max_crops_limit):
+            raise InvalidRequest(f"max_crops must be an integer between 1 and {cls.max_crops_limit} for {cls.name}",
+                                 param="max_crops")
+        return ImageOptions(mode or cls.modes[0], max_crops or cls.default_max_crops)
 
     @property
     def eos_token_id(self) -> int:
@@ -115,6 +161,45 @@ class ModelFamily(abc.ABC):
         """Context length of the text model (prompt + generated tokens)."""
         text_config = getattr(self.model.config, "text_config", self.model.config)
         return int(getattr(text_config, "max_position_embeddings", 8192))
+
+
+def read_config(path: str) -> dict[str, Any]:
+    config_path = os.path.join(path, "config.json")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"cannot read {config_path}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise LoadError(f"{config_path} is not a JSON object")
+    return config
+
+
+def load_kwargs(settings: LoadSettings) -> dict[str, Any]:
+    """``from_pretrained`` arguments common to every family.
+
+    On a GPU the weights go straight to the device (``device_map``) instead of through a full copy in host memory;
+    transformers needs the ``accelerate`` package for that, so without it they load on the CPU and move after.
+    """
+    kwargs: dict[str, Any] = {
+        "dtype": settings.dtype,
+        "attn_implementation": settings.attn_implementation,
+        "output_loading_info": True,
+        # Report shape mismatches in the loading info (checked by raise_on_bad_keys, naming each tensor) instead
+        # of a bare "ignore_mismatched_sizes is False" error that names nothing.
+        "ignore_mismatched_sizes": True,
+    }
+    if settings.experts_implementation:
+        kwargs["experts_implementation"] = settings.experts_implementation
+    if settings.device != "cpu" and _has_accelerate():
+        kwargs["device_map"] = {"": settings.device}
+    return kwargs
+
+
+def _has_accelerate() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
 
 
 def special_token_ids(tokenizer: Any) -> dict[str, int | None]:

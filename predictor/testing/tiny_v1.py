@@ -20,7 +20,7 @@ from predictor.testing.tokenizer import BOS, EOS, IMAGE, PAD, build_tokenizer
 # Shrunk sizes. CLIP width must equal SAM downsample_channels[-1] (CLIP consumes SAM's feature map).
 _SAM = {
     "width": 32, "layers": 2, "heads": 2, "global_attn_indexes": [1], "downsample_channels": [32, 64],
-    # Extra keys (see predictor.families.v1_config.SAM_EXTRA_KEYS): the real checkpoint hard-codes these.
+    # Extra keys (see predictor.families.deepseek_config.SAM_EXTRA_KEYS): the real checkpoint hard-codes these.
     "mlp_dim": 64, "output_channels": 16, "window_size": 14, "image_size": 1024, "patch_size": 16,
 }
 _CLIP = {"width": 64, "layers": 2, "heads": 4, "image_size": 224, "patch_size": 14, "intermediate_size": 128}
@@ -68,7 +68,7 @@ def build_v1(out_dir: str, seed: int = 0) -> str:
     from transformers import UnlimitedOcrForConditionalGeneration
     from transformers.core_model_loading import revert_weight_conversion
 
-    from predictor.families.v1_config import translate_v1_config
+    from predictor.families.v1.config import translate_v1_config
 
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(seed)

@@ -124,3 +124,58 @@ def test_body_limit_without_content_length(app):
 
     response = asyncio.run(run())
     assert response.status_code == 413
+
+
+def test_factory_serves_every_route_family(app):
+    """One factory: OpenAI on both prefixes, KServe v1/v2, liveness, health and metrics on the same app."""
+
+    async def run():
+        async with _client(app) as client:
+            paths = ["/openai/v1/models", "/v1/models", f"/v1/models/{MODEL}", f"/v2/models/{MODEL}/ready",
+                     "/v2/health/live", "/", "/health", "/metrics"]
+            return {path: await client.get(path) for path in paths}
+
+    responses = asyncio.run(run())
+    assert {path: r.status_code for path, r in responses.items()} == dict.fromkeys(responses, 200)
+    assert "deepseek_ocr_requests_in_flight" in responses["/metrics"].text
+    assert responses["/v1/models"].json()["data"][0]["id"] == MODEL
+
+
+@pytest.fixture(scope="module")
+def roomy_app(tiny_v2_dir):
+    """Room for both pages of a request at once (the shared app admits one request)."""
+    from predictor.app import build_app
+    from predictor.config import Settings
+
+    app = build_app(Settings(model_dir=tiny_v2_dir, device="cpu", max_batch_size=2, max_queue=2))
+    app.state.model.load()
+    yield app
+    app.state.model.stop_engine()
+
+
+def test_openai_pages_same_with_and_without_streaming(roomy_app):
+    """Several images in one message: the streamed text equals the non-streamed one, page separator included."""
+    app = roomy_app
+    part = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + B64}}
+    body = {"model": MODEL, "max_tokens": 6, "min_tokens": 6,
+            "messages": [{"role": "user", "content": [part, part]}]}
+
+    async def run():
+        async with _client(app) as client:
+            plain = await client.post("/v1/chat/completions", json=body)
+            streamed = await client.post("/v1/chat/completions",
+                                         json={**body, "stream": True, "stream_options": {"include_usage": True}})
+            return plain, streamed
+
+    plain, streamed = asyncio.run(run())
+    assert plain.status_code == 200 and streamed.status_code == 200, (plain.text, streamed.text)
+    import json
+
+    frames = [json.loads(line[6:]) for line in streamed.text.splitlines()
+              if line.startswith("data: {")]
+    text = "".join(f["choices"][0]["delta"].get("content") or "" for f in frames if f["choices"])
+    result = plain.json()
+    assert text == result["choices"][0]["message"]["content"] and "<--- Page Split --->" in text
+    assert len(result["ocr"]["pages"]) == 2
+    assert frames[-1]["usage"] == {k: result["usage"][k] for k in frames[-1]["usage"]}
+    assert result["usage"]["completion_tokens"] == 12

@@ -1,9 +1,9 @@
 """Validate rendered Kubernetes manifests offline, and render the chart for tests.
 
 Built-in kinds are checked with kubernetes-validate (strict: unknown fields are errors), the InferenceService with
-the JSON schema derived from KServe's CRD (../shared/k8s/crds/jsonschema/), the Prometheus Operator PodMonitor with
-a small schema of the fields the chart uses, and every object's metadata labels/annotations must be strings
-(an unquoted `80` passes the CRD schema but breaks `kubectl apply`).
+the JSON schema derived from KServe's CRD (vendored in tests/chart/crds/, see SOURCE.md there), the Prometheus
+Operator PodMonitor with a small schema of the fields the chart uses, and every object's metadata labels/annotations
+must be strings (an unquoted `80` passes the CRD schema but breaks `kubectl apply`).
 
 CLI: ``helm template r charts/deepseek-ocr | python tests/chart/chart_manifests.py`` prints "ok" or one line per error.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,9 +22,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "deepseek-ocr"
-SHARED = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared"))
-CRD_SCHEMA = SHARED / "k8s" / "crds" / "jsonschema" / "inferenceservice_v1beta1.json"
-CRD_YAML = SHARED / "k8s" / "crds" / "serving.kserve.io_inferenceservices.yaml"
+CRDS = Path(__file__).resolve().parent / "crds"
+CRD_SCHEMA = CRDS / "inferenceservice_v1beta1.json"
+CRD_YAML = CRDS / "serving.kserve.io_inferenceservices.yaml"
 # Oldest and newest Kubernetes schemas the built-ins are checked against.
 K8S_VERSIONS = ("1.25.0", "1.33.0")
 
@@ -49,7 +48,7 @@ _META = jsonschema.Draft7Validator(
     }
 )
 
-# Only the PodMonitor fields the chart renders; the Prometheus Operator CRD is not in ../shared.
+# Only the PodMonitor fields the chart renders (our own schema; the Prometheus Operator CRD is not vendored).
 _PODMONITOR = jsonschema.Draft7Validator(
     {
         "type": "object",

@@ -346,3 +346,43 @@ def test_notes_warn_about_risky_settings_and_never_print_the_token(cluster):
     assert "WARNING: the hardened security context was relaxed" in notes
     assert "KEDA scales on: sum(deepseek_ocr_requests_in_flight{" in notes and "target 6.4 in-flight" in notes
     assert "placeholder" not in notes
+
+
+def test_notes_say_cpu_is_a_proxy_when_the_cluster_has_no_keda(cluster):
+    out = cluster.helm("install", "auto", str(manifests.CHART), "--namespace", NAMESPACE, "--dry-run=server").stdout
+    assert 'serving.kserve.io/autoscalerClass: "hpa"' in out and "scaleTarget: 9" in out
+    notes = out.split("\nNOTES:\n", 1)[1]
+    assert "autoscaler hpa (auto)" in notes
+    assert "HPA scales on CPU: target 9 % of the 8-core request" in notes
+    assert "CPU is a proxy for load" in notes and "KEDA scales on" not in notes
+
+
+# Our own stand-in for KEDA's CRD: only its group/version matter, so helm's .Capabilities sees keda.sh/v1alpha1.
+KEDA_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {
+        "group": "keda.sh",
+        "scope": "Namespaced",
+        "names": {"kind": "ScaledObject", "plural": "scaledobjects", "singular": "scaledobject"},
+        "versions": [{"name": "v1alpha1", "served": True, "storage": True,
+                      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+    },
+}
+
+
+def test_auto_mode_picks_keda_once_the_cluster_serves_it(cluster):
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(KEDA_CRD))
+    try:
+        deadline = time.monotonic() + 60
+        while "scaledobjects" not in cluster.kubectl("api-resources", "--api-group=keda.sh", check=False).stdout:
+            assert time.monotonic() < deadline, "keda.sh not in discovery"
+            time.sleep(1)
+        out = cluster.helm("install", "auto", str(manifests.CHART), "--namespace", NAMESPACE, "--dry-run=server").stdout
+        assert 'serving.kserve.io/autoscalerClass: "keda"' in out and "scaleTarget" not in out
+        notes = out.split("\nNOTES:\n", 1)[1]
+        assert "autoscaler keda (auto)" in notes and "KEDA scales on: sum(deepseek_ocr_requests_in_flight{" in notes
+        assert "Chosen because the cluster serves keda.sh/v1alpha1" in notes and "CPU is a proxy" not in notes
+    finally:
+        cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "--wait=true", check=False)

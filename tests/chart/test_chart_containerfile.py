@@ -75,11 +75,61 @@ def test_dependencies_before_source_and_torch_kept(steps):
     assert i_req < i_pip < i_src
     pip_step = steps[i_pip][1]
     # installs are constrained to the base's torch/triton and checked unchanged afterwards
-    assert "-c /tmp/before.txt" in pip_step and "diff -u /tmp/before.txt /tmp/after.txt" in pip_step
+    assert "diff -u /tmp/before.txt /tmp/after.txt" in pip_step
     assert 'if [ -n "${TORCH_SPEC}" ]' in pip_step
     assert ("ARG", 'TORCH_SPEC=""') in steps  # no torch install on the default (NGC) path
     for _, args in steps:
         assert not re.search(r"pip install[^;&]*\b(vllm|triton|torch==)", args), args
+
+
+def _pip_step(steps) -> str:
+    return next(a for k, a in steps if k == "RUN" and "-r /app/requirements-serve.txt" in a)
+
+
+def _commands(run: str) -> list[str]:
+    """The `;`-separated shell commands of a RUN, keeping quoted text (python -c "...; ...") whole."""
+    out, cur, quote = [], "", ""
+    for ch in run:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ";":
+            out.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    return [c for c in [*out, cur.strip()] if c]
+
+
+def test_base_pip_constraint_is_lifted_for_our_install_only(steps):
+    """NGC's global constraint (PIP_CONSTRAINT) pins e.g. protobuf below what kserve needs: our install replaces it
+    with the base's torch pins, and nothing else changes PIP_CONSTRAINT for the image."""
+    cmds = _commands(_pip_step(steps))
+    (install,) = [c for c in cmds if "-r /app/requirements-serve.txt" in c]
+    assert install.startswith("PIP_CONSTRAINT=/tmp/before.txt python -m pip install "), install
+    assert " -c " not in install  # a -c would add to the base's constraint, not replace it
+    i = cmds.index(install)
+    assert cmds[i - 1] == "pinned > /tmp/before.txt" and cmds[i + 1] == "pinned > /tmp/after.txt"
+    pinned = next(c for c in cmds if c.startswith("pinned()"))
+    assert all(p in pinned for p in ("torch", "torchvision", "triton"))
+    assert not any("PIP_CONSTRAINT" in a for k, a in steps if k in {"ENV", "ARG"})
+
+
+def test_torch_cuda_and_arch_list_printed_and_must_not_change(steps):
+    cmds = _commands(_pip_step(steps))
+    probe = next(c for c in cmds if c.startswith("probe()"))
+    assert "torch.__version__" in probe and "torch.version.cuda" in probe and "_cuda_getArchFlags" in probe
+    order = [c for c in cmds if c.startswith(("probe |", "probe >", "diff -u /tmp/torch-before.txt", "PIP_CONSTRAINT"))]
+    assert order == [
+        "probe | tee /tmp/torch-before.txt",
+        next(c for c in cmds if c.startswith("PIP_CONSTRAINT")),
+        "probe > /tmp/torch-after.txt",
+        "diff -u /tmp/torch-before.txt /tmp/torch-after.txt",
+    ]
+    floor = next(c for c in cmds if "MIN_TORCH" in c and "sys.exit" in c)
+    assert "TorchVersion" in floor
+    assert ("ARG", "MIN_TORCH=2.6") in steps
 
 
 def test_runtime_user_env_and_entrypoint(steps):
@@ -129,6 +179,11 @@ def test_requirements_match_setup_cfg_minus_torch():
     assert set(wanted) <= set(reqs), f"add to requirements-serve.txt: {sorted(set(wanted) - set(reqs))}"
     for name, spec in wanted.items():
         assert reqs[name].replace(" ", "") == spec.replace(" ", ""), (name, reqs[name], spec)
+
+
+def test_command_splitter_keeps_quoted_semicolons():
+    assert _commands("set -eux; python -c \"import a; b()\"; echo 'x;y'") == [
+        "set -eux", 'python -c "import a; b()"', "echo 'x;y'"]
 
 
 def test_parser_joins_continuations():

@@ -227,6 +227,17 @@ def test_readiness_503_until_loaded_and_failed_load_exits(tiny_v2_dir, tmp_path)
         bad.stop()
 
 
+def test_bad_default_mode_fails_at_start_up_naming_the_flag(tiny_v2_dir, tmp_path):
+    """A typo in --default_mode stops the server before weights load, instead of failing every request."""
+    srv = start_server(tiny_v2_dir, str(tmp_path / "mode.log"), "--default_mode", "gundam")
+    try:
+        assert srv.process.wait(timeout=120) != 0
+        assert "--default_mode 'gundam'" in srv.log() and "dynamic, global" in srv.log()
+        assert "Loading weights" not in srv.log()
+    finally:
+        srv.stop()
+
+
 def test_v1_streaming_sse(server):
     body = {"stream": True, "instances": [{"image": B64, "max_tokens": 10, "min_tokens": 10}]}
     with httpx.stream("POST", f"{server.url}/v1/models/{MODEL}:predict", json=body, timeout=60) as response:

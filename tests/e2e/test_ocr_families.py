@@ -15,7 +15,8 @@ from tests.e2e.server import start_server
 
 MODEL = "deepseek-ocr"
 SIZES = [(400, 300), (800, 1100), (2480, 3508), (3000, 800)]
-# Image placeholders per page, worked out from reference/deepseek-ocr.md §1.3 and §2.2 (not from our code):
+# Image placeholders per page, worked out by hand from the published layouts of DeepSeek-OCR and DeepSeek-OCR-2
+# (github.com/deepseek-ai/DeepSeek-OCR and DeepSeek-OCR-2), not from our code:
 # v1: n(n+1)+1 global (n = base/64) + rows*10*(cols*10+1) for Gundam tiles; grids 2x3 for the portrait pages,
 # 4x1 for 3000x800. v2: 256 global + 144 per 768 tile + 1; 6 tiles (2x3) portrait, 4 (4x1) landscape.
 V1_TOKENS = {

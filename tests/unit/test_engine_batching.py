@@ -11,7 +11,7 @@ from predictor.engine.engine import Engine
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.errors import EngineFault, Overloaded
 from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.ocr2 import DeepseekOcr2Family
+from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
 
 
@@ -44,11 +44,8 @@ def _params(n: int, **kw) -> SamplingParams:
 
 async def _run_all(engine: Engine, items):
     async def one(prepared, params):
-        engine.reserve()
-        try:
+        async with engine.slot():
             return await engine.generate(prepared, params)
-        finally:
-            engine.release()
     return await asyncio.gather(*(one(p, s) for p, s in items))
 
 
@@ -89,13 +86,11 @@ def test_poisoned_request_fails_alone(family):
 
     async def scenario():
         async def one(prepared, params):
-            engine.reserve()
-            try:
-                return await engine.generate(prepared, params)
-            except Exception as exc:  # noqa: BLE001
-                return exc
-            finally:
-                engine.release()
+            async with engine.slot():
+                try:
+                    return await engine.generate(prepared, params)
+                except Exception as exc:  # noqa: BLE001 - the test compares the failure itself
+                    return exc
         return await asyncio.gather(one(*good[0]), one(bad, _params(5)), one(*good[1]))
 
     try:
@@ -110,13 +105,20 @@ def test_poisoned_request_fails_alone(family):
 
 def test_queue_full_is_429(family):
     engine = Engine(family, "cpu", max_batch_size=1, max_batch_tokens=10_000, max_queue=1, request_timeout=60)
-    engine.reserve()
-    engine.reserve()
-    with pytest.raises(Overloaded) as info:
-        engine.reserve()
-    assert info.value.status == 429 and info.value.retry_after
-    engine.release()
-    engine.reserve()  # a freed slot is usable again
+
+    async def scenario():
+        async with engine.slot():
+            async with engine.slot():
+                with pytest.raises(Overloaded) as info:
+                    async with engine.slot():
+                        pass
+            async with engine.slot():  # a freed slot is usable again
+                assert engine.in_flight == 2
+        return info.value
+
+    refused = asyncio.run(scenario())
+    assert refused.status == 429 and refused.retry_after
+    assert engine.in_flight == 0
 
 
 def test_cancelled_stream_frees_its_row(family):
@@ -124,16 +126,15 @@ def test_cancelled_stream_frees_its_row(family):
     prepared = _prepared(family, (640, 200), "dynamic")
 
     async def scenario():
-        engine.reserve()
-        events = engine.events(prepared, _params(2000), stream=True)
-        got = 0
-        async for event in events:
-            assert isinstance(event, Delta | GenerationResult)
-            got += 1
-            if got == 3:
-                break
-        await events.aclose()
-        engine.release()
+        async with engine.slot():
+            events = engine.events(prepared, _params(2000), stream=True)
+            got = 0
+            async for event in events:
+                assert isinstance(event, Delta | GenerationResult)
+                got += 1
+                if got == 3:
+                    break
+            await events.aclose()
         for _ in range(100):
             if not engine.worker.rows:
                 break
@@ -153,16 +154,13 @@ def test_stop_string_and_streaming_concatenation(family):
     prepared = _prepared(family, (640, 200), "dynamic")
 
     async def collect(params, stream):
-        engine.reserve()
         deltas, result = [], None
-        try:
+        async with engine.slot():
             async for event in engine.events(prepared, params, stream=stream):
                 if isinstance(event, Delta):
                     deltas.append(event.text)
                 else:
                     result = event
-        finally:
-            engine.release()
         return "".join(deltas), result
 
     try:
@@ -183,20 +181,21 @@ def test_grounding_task_text_is_the_labels(family):
     """`grounding` outputs carry the recognised text in the ref labels; content lists them, blocks keep boxes."""
     from predictor.config import Settings
     from predictor.options import OcrOptions
-    from predictor.service import OcrService, _labels_are_text
+    from predictor.service import OcrService
 
     service = OcrService(Settings(), family, engine=None)  # _finish needs no engine
+    resolved = service.resolver.options
     raw = ("<|ref|>Invoice 42<|/ref|><|det|>[[10, 20, 500, 80]]<|/det|>\n"
            "<|ref|>Total: 9<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|>")
     result = GenerationResult(text=raw, token_ids=[1], finish_reason="stop", prompt_tokens=3, completion_tokens=1,
                               image_tokens=1)
     image = page_image((1000, 500))
-    out = asyncio.run(service._finish(image, OcrOptions(task="grounding"), result))
+    out = asyncio.run(service._finish(image, resolved(OcrOptions(task="grounding")), result))
     assert out.text == "Invoice 42\nTotal: 9"
     assert out.blocks[0]["boxes_px"] == [[10, 10, 501, 40]]
-    plain = asyncio.run(service._finish(image, OcrOptions(task="markdown"), result))
+    plain = asyncio.run(service._finish(image, resolved(OcrOptions(task="markdown")), result))
     assert plain.text == "" and len(plain.blocks) == 2
-    assert not _labels_are_text(OcrOptions(task="grounding", raw=True))
+    assert not resolved(OcrOptions(task="grounding", raw=True)).labels_are_text
 
 
 def test_repetition_guard_applies_per_row(family):
@@ -243,10 +242,16 @@ def test_out_of_memory_is_503_and_the_engine_recovers(family):
 
 
 def test_request_timeout_frees_the_row(family):
+    from prometheus_client import REGISTRY
+
     from predictor.errors import RequestTimeout
+
+    def finished(reason: str) -> float:
+        return REGISTRY.get_sample_value("deepseek_ocr_requests_finished_total", {"reason": reason}) or 0.0
 
     engine = _engine(family, request_timeout=1.0)
     prepared = _prepared(family, (640, 200), "dynamic")
+    before = finished("timeout"), finished("cancelled")
     try:
         with pytest.raises(RequestTimeout) as info:
             asyncio.run(_run_all(engine, [(prepared, _params(100_000))]))
@@ -256,5 +261,6 @@ def test_request_timeout_frees_the_row(family):
                 break
             asyncio.run(asyncio.sleep(0.02))
         assert engine.worker.rows == [] and engine.in_flight == 0
+        assert (finished("timeout"), finished("cancelled")) == (before[0] + 1, before[1])  # a timeout is no cancel
     finally:
         engine.stop()

@@ -12,7 +12,7 @@ from predictor.engine.engine import Engine
 from predictor.engine.kv import SlotCache
 from predictor.engine.types import SamplingParams
 from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.ocr2 import DeepseekOcr2Family
+from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
 
 HEADS, DIM = 2, 4

@@ -14,7 +14,7 @@ from predictor.engine.health import Heartbeat, is_fatal, is_oom
 from predictor.engine.types import SamplingParams
 from predictor.errors import EngineFault, NotReady, OutOfMemory
 from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.ocr2 import DeepseekOcr2Family
+from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
 
 

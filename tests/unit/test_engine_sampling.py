@@ -11,7 +11,7 @@ from predictor.engine.engine import Engine
 from predictor.engine.types import SamplingParams
 from predictor.errors import EngineFault
 from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.ocr2 import DeepseekOcr2Family
+from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
 
 

@@ -11,7 +11,7 @@ import torch
 from predictor.engine.engine import Engine
 from predictor.engine.types import SamplingParams
 from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.ocr1 import DeepseekOcrV1Family
+from predictor.families.v1.family import DeepseekOcrV1Family
 from tests.conftest import page_image
 
 CASES = [((640, 200), "tiny", 14), ((900, 500), "gundam", 9), ((500, 700), "base", 11)]
@@ -35,11 +35,8 @@ def test_v1_tokens_match_generate_alone_and_batched(tiny_v1_dir, attn):
 
     async def run(items):
         async def one(p, n):
-            engine.reserve()
-            try:
+            async with engine.slot():
                 return await engine.generate(p, SamplingParams(max_new_tokens=n, min_new_tokens=n, ngram_size=0))
-            finally:
-                engine.release()
         return await asyncio.gather(*(one(p, n) for p, n in items))
 
     try:

@@ -8,7 +8,7 @@ import torch
 
 from predictor.engine import experts
 from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.ocr2 import DeepseekOcr2Family
+from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
 
 

@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from predictor.engine.ngram import NGramGuard, table_token_ids
+from predictor.engine.ngram import table_token_ids
+from tests.ngram_oracle import NGramGuard
 
 
 def brute_force(ids: list[int], n: int, window: int, whitelist: frozenset[int] = frozenset()) -> set[int]:

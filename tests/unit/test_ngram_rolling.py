@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from predictor.engine.ngram import NGramGuard
 from predictor.engine.ngram_rolling import RollingNGramGuard
+from tests.ngram_oracle import NGramGuard
 
 
 @pytest.mark.parametrize(("n", "window", "vocab"), [(1, 5, 4), (2, 6, 3), (3, 10, 4), (4, 9, 3), (30, 90, 3),

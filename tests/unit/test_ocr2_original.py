@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from predictor.errors import LoadError
-from predictor.families.ocr2_original import is_original_ocr2_config, translate_original_ocr2_config
+from predictor.families.v2.original import is_original_ocr2_config, translate_original_ocr2_config
 from predictor.testing.tokenizer import BOS, EOS, IMAGE, PAD, build_tokenizer
 
 # Shaped like the real config.json (model_type deepseek_vl_v2, DeepseekOCR2ForCausalLM, qwen2-0-5b entry),
@@ -70,8 +70,11 @@ def test_recognises_only_the_original_layout():
     assert not is_original_ocr2_config({"model_type": "llama"})
 
 
+REAL_TOKEN_IDS = {"image_token_id": 128815, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 2}
+
+
 def test_real_config_translates_to_the_published_sizes():
-    config = translate_original_ocr2_config(REAL_LIKE)
+    config = translate_original_ocr2_config(REAL_LIKE, REAL_TOKEN_IDS)
     assert config.model_type == "deepseek_ocr2" and config.image_token_id == 128815
     sam, encoder, text = config.vision_config.sam_config, config.vision_config.encoder_config, config.text_config
     assert (sam.hidden_size, sam.num_hidden_layers, sam.mlp_dim, sam.output_channels) == (768, 12, 3072, 256)
@@ -88,9 +91,15 @@ def test_inconsistent_projector_is_a_load_error():
     bad = json.loads(json.dumps(REAL_LIKE))
     bad["projector_config"]["input_dim"] = 2048
     with pytest.raises(LoadError, match="input_dim"):
-        translate_original_ocr2_config(bad)
+        translate_original_ocr2_config(bad, REAL_TOKEN_IDS)
     with pytest.raises(LoadError):
-        translate_original_ocr2_config({"model_type": "deepseek_ocr2"})
+        translate_original_ocr2_config({"model_type": "deepseek_ocr2"}, REAL_TOKEN_IDS)
+
+
+def test_image_token_id_comes_from_the_tokenizer_never_a_constant():
+    with pytest.raises(LoadError, match="<image>"):
+        translate_original_ocr2_config(REAL_LIKE, {**REAL_TOKEN_IDS, "image_token_id": None})
+    assert translate_original_ocr2_config(REAL_LIKE, {**REAL_TOKEN_IDS, "image_token_id": 7}).image_token_id == 7
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +156,7 @@ def test_family_serves_the_original_layout(original_checkpoint):
     from PIL import Image
 
     from predictor.families.base import ImageOptions, LoadSettings
-    from predictor.families.ocr2 import DeepseekOcr2Family
+    from predictor.families.v2 import DeepseekOcr2Family
     from predictor.runtime import detect_family
 
     path, _, tokenizer, _, _ = original_checkpoint

@@ -22,7 +22,7 @@ def local_http():
     served = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
+        def do_GET(self):  # http.server's naming
             served.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "image/png")

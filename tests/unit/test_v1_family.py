@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from predictor.errors import InvalidRequest, LoadError
-from predictor.families import v1_images
 from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.ocr1 import DeepseekOcrV1Family, expand_image_token
-from predictor.families.v1_config import is_v1_config, translate_v1_config
+from predictor.families.v1 import images as v1_images
+from predictor.families.v1.config import is_v1_config, translate_v1_config
+from predictor.families.v1.family import DeepseekOcrV1Family, expand_image_token
 from predictor.testing.tiny_v1 import build_v1, v1_config_json
 
 SETTINGS = LoadSettings(device="cpu", dtype=torch.float32, attn_implementation="sdpa", experts_implementation=None)
@@ -214,10 +214,12 @@ def test_exif_orientation_in_prepare(family):
 
 def test_bad_options_and_prompts(family):
     with pytest.raises(InvalidRequest) as info:
-        family.prepare(_page((400, 300)), PROMPT, ImageOptions(mode="dynamic"))
+        family.image_options("dynamic", None)
     assert info.value.param == "mode"
-    with pytest.raises(InvalidRequest):
-        family.count_image_tokens(400, 300, ImageOptions(max_crops=10))
+    with pytest.raises(InvalidRequest) as info:
+        family.image_options(None, 10)
+    assert info.value.param == "max_crops"
+    assert family.image_options(None, None) == ImageOptions("gundam", v1_images.DEFAULT_MAX_CROPS)
     with pytest.raises(InvalidRequest):
         expand_image_token("<image><image>\nFree OCR.", 3)
     assert expand_image_token("<image>\nx", 2) == "<image><image>\nx"

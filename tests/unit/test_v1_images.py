@@ -8,13 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from predictor.families import v1_images
+from predictor.families.v1 import images as v1_images
 
 GREY = (127 / 255 - 0.5) / 0.5
 
-# Expected placeholder counts, worked out by hand from reference/deepseek-ocr.md §1.3-1.4:
-# global n(n+1)+1 with n = base/64 (Tiny 73, Small 111, Base/Gundam 273, Large 421), plus rows*10*(cols*10+1)
-# for Gundam tiles. Grids: 800x1100 and A4 (aspect ~0.71) -> 2x3 (0.667); 3000x800 (3.75) -> 4x1;
+# Expected placeholder counts, worked out by hand from DeepSeek-OCR's published image layout
+# (https://github.com/deepseek-ai/DeepSeek-OCR: 16x16-pixel patches, 4x token compression, one newline token per
+# row, one separator): global n(n+1)+1 with n = base/64 (Tiny 73, Small 111, Base/Gundam 273, Large 421), plus
+# rows*10*(cols*10+1) for Gundam tiles. Grids: 800x1100 and A4 (aspect ~0.71) -> 2x3 (0.667); 3000x800 (3.75) -> 4x1;
 # 641x400 (1.6) -> 3x2 (1.5); 2000x1000 (2.0) ties 2x1 with 4x2 and, with 9 crops, 4x2 wins because the image area
 # exceeds half of 8 tiles' area; 1300x650 ties too but its area is too small, so 2x1 stays.
 EXPECTED = [

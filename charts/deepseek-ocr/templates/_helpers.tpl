@@ -92,6 +92,50 @@ Predictor image reference: digest wins over tag; tag defaults to the appVersion.
 {{- end }}
 
 {{/*
+Autoscaler in effect. `auto` asks the cluster: KEDA when it serves keda.sh/v1alpha1 (KServe then creates a
+ScaledObject on the in-flight gauge), else KServe's HPA. `helm template` sees only what --api-versions lists.
+*/}}
+{{- define "deepseek-ocr.autoscalerClass" -}}
+{{- if eq .Values.autoscaling.mode "auto" }}
+{{- ternary "keda" "hpa" (.Capabilities.APIVersions.Has "keda.sh/v1alpha1") }}
+{{- else }}
+{{- .Values.autoscaling.mode }}
+{{- end }}
+{{- end }}
+
+{{/* resources.requests.cpu in millicores ("8", 8, 0.5, "1500m"); 0 for forms the chart does not parse. */}}
+{{- define "deepseek-ocr.cpuRequestMillicores" -}}
+{{- $cpu := toString .Values.resources.requests.cpu }}
+{{- if hasSuffix "m" $cpu }}
+{{- trimSuffix "m" $cpu | int }}
+{{- else if regexMatch "^([0-9]+([.][0-9]*)?|[.][0-9]+)$" $cpu }}
+{{- mulf (float64 $cpu) 1000 | int }}
+{{- else }}0
+{{- end }}
+{{- end }}
+
+{{/*
+HPA target, percent of the request. An explicit targetUtilization wins; memory defaults to 80. For cpu the
+target is calibrated: the server is one busy engine thread plus HTTP work, so a saturated replica uses about
+saturationCpuMillicores whatever its request; scale out at saturationPercent of that:
+  round(saturationCpuMillicores x saturationPercent / request millicores), clamped to 1..100.
+*/}}
+{{- define "deepseek-ocr.hpaTarget" -}}
+{{- $h := .Values.autoscaling.hpa }}
+{{- if not (kindIs "invalid" $h.targetUtilization) }}
+{{- int $h.targetUtilization }}
+{{- else if eq $h.metric "memory" }}80
+{{- else }}
+{{- $req := int (include "deepseek-ocr.cpuRequestMillicores" .) }}
+{{- if lt $req 1 }}
+{{- fail (printf "resources.requests.cpu (%v) must be cores or millicores for the calibrated HPA target, or set autoscaling.hpa.targetUtilization" .Values.resources.requests.cpu) }}
+{{- end }}
+{{- $want := mul (int $h.saturationCpuMillicores) (int $h.saturationPercent) }}
+{{- max 1 (min 100 (div (add $want (div $req 2)) $req)) }}
+{{- end }}
+{{- end }}
+
+{{/*
 KEDA per-replica target: an explicit targetValue, or targetUtilizationPercent of batching.maxBatchSize, computed
 in integer milli-units (8 x 80 % -> "6.4") so no float rounding shows up in the manifest.
 */}}

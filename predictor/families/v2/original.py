@@ -4,7 +4,8 @@
 transformers 5.24's conversion mapping for ``deepseek_ocr2`` already renames the original tensor names on load
 (``model.sam_model.*``, ``model.qwen2_model.model.model.layers.*``, ``model.qwen2_model.query_768/1024``,
 ``model.projector.layers.*``, ``model.view_seperator``, per-expert MLPs merged into fused experts; see
-``transformers/conversion_mapping.py``), but it needs a native config (reference/deepseek-ocr.md §2.2).
+``transformers/conversion_mapping.py``), but it needs a native config: ``from_pretrained`` cannot build the model
+from the remote-code one.
 
 Original layout (``DeepseekOCR2ForCausalLM``, ``model_type: deepseek_vl_v2``): ``language_config`` (the same
 DeepSeek-V2 MoE decoder as v1), ``vision_config.width = {"sam_vit_b": {...}, "qwen2-0-5b": {"dim": 896}}``,
@@ -18,13 +19,17 @@ from __future__ import annotations
 from typing import Any
 
 from predictor.errors import LoadError
-from predictor.families.v1_config import SAM_DEFAULTS, SAM_EXTRA_KEYS, SAM_KEY, deepseek_v2_text_config, pick_fields
+from predictor.families.deepseek_config import (
+    SAM_KEY,
+    check_projector,
+    deepseek_v2_text_config,
+    pick_fields,
+    sam_config,
+)
 
 QWEN2_KEY = "qwen2-0-5b"
 ORIGINAL_MODEL_TYPES = ("deepseek_vl_v2", "DeepseekOCR2", "deepseekocr2", "DeepseekOCR")
 ORIGINAL_ARCHITECTURES = ("DeepseekOCR2ForCausalLM",)
-# The real token id of <image>; used only when the caller does not pass the tokenizer's ids.
-DEFAULT_IMAGE_TOKEN_ID = 128815
 
 ENCODER_DEFAULTS: dict[str, Any] = {
     "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
@@ -52,16 +57,9 @@ def is_original_ocr2_config(cfg: dict[str, Any]) -> bool:
 
 
 def _vision_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    vision = cfg.get("vision_config") or {}
-    width = vision["width"]
+    width = (cfg.get("vision_config") or {})["width"]
     encoder = pick_fields(width.get(QWEN2_KEY) or {}, ENCODER_RENAMES, (), ENCODER_DEFAULTS)
-    sam = pick_fields(
-        width[SAM_KEY],
-        {"width": "hidden_size", "layers": "num_hidden_layers", "heads": "num_attention_heads",
-         "global_attn_indexes": "global_attn_indexes", "downsample_channels": "downsample_channels"},
-        SAM_EXTRA_KEYS,
-        {**SAM_DEFAULTS, "image_size": vision.get("image_size", SAM_DEFAULTS["image_size"])},
-    )
+    sam = sam_config(cfg)
     # The last SAM conv feeds the Qwen2 encoder, so it has the encoder's width (896 in the real model). Some copies
     # of the config repeat v1's [512, 1024] here, which the remote code never reads (it builds SAM with fixed
     # sizes), so the encoder width wins.
@@ -69,36 +67,26 @@ def _vision_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"sam_config": sam, "encoder_config": encoder}
 
 
-def _check_projector(cfg: dict[str, Any], vision: dict[str, Any], text: dict[str, Any]) -> None:
-    projector = cfg.get("projector_config") or {}
-    if projector.get("projector_type", "linear") != "linear":
-        raise LoadError(f"OCR-2 projector_type {projector['projector_type']!r} is not supported (only 'linear')")
-    width = vision["encoder_config"]["hidden_size"]
-    if projector.get("input_dim", width) != width:
-        raise LoadError(f"OCR-2 projector input_dim {projector['input_dim']} != Qwen2 encoder width {width}")
-    if text.get("hidden_size") is not None and projector.get("n_embed", text["hidden_size"]) != text["hidden_size"]:
-        raise LoadError(f"OCR-2 projector n_embed {projector['n_embed']} != language hidden_size {text['hidden_size']}")
-
-
-def translate_original_ocr2_config(cfg: dict[str, Any], token_ids: dict[str, int | None] | None = None):
+def translate_original_ocr2_config(cfg: dict[str, Any], token_ids: dict[str, int | None]):
     """Native ``DeepseekOcr2Config`` for an original DeepSeek-OCR-2 config.
 
-    ``token_ids`` (optional) holds ``image_token_id`` / ``bos_token_id`` / ``eos_token_id`` / ``pad_token_id`` from
-    the checkpoint's tokenizer; without it the config's own ids and the real ``<image>`` id 128815 are used.
+    ``token_ids`` holds ``image_token_id`` / ``bos_token_id`` / ``eos_token_id`` / ``pad_token_id`` read from the
+    checkpoint's tokenizer: never a hard-coded id, which would silently misplace the image features of a
+    checkpoint whose tokenizer differs.
     """
     from transformers import DeepseekOcr2Config
 
     if not is_original_ocr2_config(cfg):
         raise LoadError("not an original DeepSeek-OCR-2 config (expected language_config + vision_config.width "
                         f"with {SAM_KEY!r} and {QWEN2_KEY!r})")
-    ids = dict(token_ids or {})
+    ids = dict(token_ids)
     image_token_id = ids.pop("image_token_id", None)
     if image_token_id is None:
-        image_token_id = cfg.get("image_token_id", DEFAULT_IMAGE_TOKEN_ID)
+        raise LoadError("the tokenizer has no <image> token")
     try:
         text = deepseek_v2_text_config(cfg, ids)
         vision = _vision_config(cfg)
-        _check_projector(cfg, vision, text)
+        check_projector(cfg, text, vision["encoder_config"]["hidden_size"], "Qwen2 encoder width")
         return DeepseekOcr2Config(
             text_config=text,
             vision_config=vision,

@@ -1,30 +1,21 @@
 """DeepSeek-OCR v1 served with transformers' native ``UnlimitedOcr*`` classes (never remote code).
 
-The v1 remote code cannot import on transformers 5.x (reference/deepseek-ocr.md §1.10). ``unlimited_ocr`` is v1's
-architecture and its conversion mapping renames v1's tensors on load (§2.3), so a v1 checkpoint loads unchanged
-once its config is translated (``v1_config``). Preprocessing is DeepSeek's, in PIL/numpy (``v1_images``), because
-transformers' Unlimited image processor needs torchvision.
+The v1 remote code cannot import on transformers 5.x. ``unlimited_ocr`` is v1's architecture and its conversion
+mapping renames v1's tensors on load, so a v1 checkpoint loads unchanged once its config is translated
+(``config.py``). Preprocessing is DeepSeek's, in PIL/numpy (``images.py``), because transformers' UnlimitedOcr
+image processor needs torchvision. docs/ARCHITECTURE.md has the reasons.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 from PIL import Image
 
 from predictor.errors import InvalidRequest, LoadError
-from predictor.families import v1_images
-from predictor.families.base import (
-    ImageOptions,
-    LoadSettings,
-    ModelFamily,
-    PreparedPrompt,
-    raise_on_bad_keys,
-    special_token_ids,
-)
-from predictor.families.v1_config import is_v1_config, translate_v1_config
+from predictor.families.base import ImageOptions, ModelFamily, PreparedPrompt, special_token_ids
+from predictor.families.v1 import images as v1_images
+from predictor.families.v1.config import is_v1_config, translate_v1_config
 
 IMAGE_TOKEN = "<image>"
 
@@ -33,6 +24,7 @@ class DeepseekOcrV1Family(ModelFamily):
     """deepseek-ai/DeepSeek-OCR. Modes as in DeepSeek's README; Gundam (1024 global + 640 tiles) is the default."""
 
     name = "deepseek-ocr"
+    display_name = "DeepSeek-OCR v1"
     modes = ("gundam", "tiny", "small", "base", "large")
     max_crops_limit = v1_images.MAX_CROPS_LIMIT
     default_max_crops = v1_images.DEFAULT_MAX_CROPS
@@ -43,47 +35,34 @@ class DeepseekOcrV1Family(ModelFamily):
 
     # ---- loading ------------------------------------------------------------------------------------------
 
-    def load(self, path: str, settings: LoadSettings) -> None:
-        from transformers import AutoTokenizer, UnlimitedOcrForConditionalGeneration
+    def _load_tokenizer(self, path: str, config: dict[str, Any]) -> Any:
+        from transformers import AutoTokenizer
 
-        raw = _read_config(path)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        except (OSError, ValueError) as exc:
-            raise LoadError(f"cannot load the tokenizer from {path}: {exc}") from exc
-        kwargs: dict[str, Any] = {
-            "dtype": settings.dtype,
-            "attn_implementation": settings.attn_implementation,
-            "output_loading_info": True,
-            # Report shape mismatches in the loading info (checked below, naming each tensor) instead of a bare
-            # "ignore_mismatched_sizes is False" error that names nothing.
-            "ignore_mismatched_sizes": True,
-        }
-        if settings.experts_implementation:
-            kwargs["experts_implementation"] = settings.experts_implementation
-        if raw.get("model_type") != "unlimited_ocr":
-            kwargs["config"] = translate_v1_config(raw, special_token_ids(tokenizer))
-        try:
-            model, info = UnlimitedOcrForConditionalGeneration.from_pretrained(path, **kwargs)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            # Shape mismatches and unreadable files surface here; say which checkpoint and why.
-            raise LoadError(f"cannot load DeepSeek-OCR v1 weights from {path}: {exc}") from exc
-        raise_on_bad_keys(info, path, self.name)
-        _check_vocab(model, tokenizer)
-        model = model.to(settings.device).eval()
+        return AutoTokenizer.from_pretrained(path)
+
+    def _model_class(self) -> Any:
+        from transformers import UnlimitedOcrForConditionalGeneration
+
+        return UnlimitedOcrForConditionalGeneration
+
+    def _native_config(self, config: dict[str, Any]) -> Any:
+        if config.get("model_type") == "unlimited_ocr":
+            return None
+        return translate_v1_config(config, special_token_ids(self.tokenizer))
+
+    def _check_model(self, model: Any) -> None:
+        vocab = int(model.config.text_config.vocab_size)
+        if len(self.tokenizer) > vocab:
+            raise LoadError(f"tokenizer has {len(self.tokenizer)} tokens but the text model's vocabulary is {vocab}")
         generation = model.generation_config
-        generation.bos_token_id = tokenizer.bos_token_id
-        generation.eos_token_id = tokenizer.eos_token_id
-        generation.pad_token_id = tokenizer.pad_token_id
-        # No torch.compile on the serving path (DESIGN.md decision 4).
-        generation.disable_compile = True
-        self.model = model
-        self.tokenizer = tokenizer
+        generation.bos_token_id = self.tokenizer.bos_token_id
+        generation.eos_token_id = self.tokenizer.eos_token_id
+        generation.pad_token_id = self.tokenizer.pad_token_id
 
     # ---- requests -----------------------------------------------------------------------------------------
 
     def _resolve(self, options: ImageOptions) -> tuple[str, int]:
-        options = self.check_options(options)
+        # options come validated from the resolve step; unset values (direct callers) take the defaults
         return options.mode or self.default_mode, options.max_crops or self.default_max_crops
 
     def count_image_tokens(self, width: int, height: int, options: ImageOptions) -> int:
@@ -121,7 +100,8 @@ class DeepseekOcrV1Family(ModelFamily):
             prompt_tokens=int(inputs["input_ids"].shape[1]),
             image_tokens=num_tokens,
             image_size=(width, height),
-            extra={"mode": mode, "grid": pixels.grid if pixels.tiles is not None else None},
+            # one forward takes global views of one size (one mode), all tiled or none
+            group_key=(tuple(pixels.global_view.shape[1:]), pixels.tiles is not None),
         )
 
 
@@ -131,20 +111,6 @@ def expand_image_token(prompt: str, num_tokens: int) -> str:
     if count != 1:
         raise InvalidRequest(f"the prompt must contain exactly one {IMAGE_TOKEN} (found {count})", param="prompt")
     return prompt.replace(IMAGE_TOKEN, IMAGE_TOKEN * num_tokens, 1)
-
-
-def _read_config(path: str) -> dict[str, Any]:
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as exc:
-        raise LoadError(f"cannot read {path}/config.json: {exc}") from exc
-
-
-def _check_vocab(model: Any, tokenizer: Any) -> None:
-    vocab = int(model.config.text_config.vocab_size)
-    if len(tokenizer) > vocab:
-        raise LoadError(f"tokenizer has {len(tokenizer)} tokens but the text model's vocabulary is {vocab}")
 
 
 __all__ = ["DeepseekOcrV1Family", "expand_image_token"]

@@ -1,9 +1,9 @@
 """DeepSeek-OCR v1 image preprocessing with PIL and numpy (no torchvision).
 
 transformers' ``UnlimitedOcrImageProcessor`` implements the same geometry but only has a torchvision backend,
-which the CPU environment cannot install (reference/transformers.md, gotcha 1). The rules restated here come from
-DeepSeek's own preprocessing (deepseek-ai/DeepSeek-OCR ``DeepSeek-OCR-vllm/process/image_process.py`` and the HF
-remote code ``modeling_deepseekocr.py``; summary in reference/deepseek-ocr.md §1.3-1.5):
+which a CPU-only install cannot have (docs/ARCHITECTURE.md). The rules restated here come from DeepSeek's own
+preprocessing (deepseek-ai/DeepSeek-OCR ``DeepSeek-OCR-vllm/process/image_process.py`` and the HF remote code
+``modeling_deepseekocr.py``):
 
 - EXIF transpose, then RGB.
 - Tiles only in crop mode (Gundam) and only when a side exceeds the 640 tile size; the grid (cols, rows) is the
@@ -27,7 +27,7 @@ TILE_SIZE = 640
 PATCH_SIZE = 16  # SAM patch embedding
 DOWNSAMPLE = 4  # SAM neck + the two stride-2 convs (net_2, net_3)
 MIN_CROPS = 2
-DEFAULT_MAX_CROPS = 6  # official vLLM scripts; the HF remote code allows 9 (reference §1.3)
+DEFAULT_MAX_CROPS = 6  # DeepSeek's vLLM scripts; its HF remote code allows up to 9
 MAX_CROPS_LIMIT = 9
 # int(0.5 * 255) per channel: DeepSeek pads with the normalisation mean, i.e. grey.
 PAD_COLOR = (127, 127, 127)
@@ -111,7 +111,7 @@ def tile_grid(width: int, height: int, mode: str, max_crops: int) -> tuple[int, 
 
 def count_image_tokens(width: int, height: int, mode: str, max_crops: int = DEFAULT_MAX_CROPS) -> int:
     """``<image>`` placeholders for one image: n(n+1)+1 for the global view (one newline per row, one view
-    separator) plus rows*q*(cols*q+1) for the tiles (reference §1.3, §1.5)."""
+    separator) plus rows*q*(cols*q+1) for the tiles, as DeepSeek's preprocessing counts them."""
     spec = MODES[mode]
     n = math.ceil(spec.base_size / PATCH_SIZE / DOWNSAMPLE)
     tokens = n * (n + 1) + 1

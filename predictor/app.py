@@ -1,0 +1,55 @@
+"""The one place that wires the HTTP app around one model: our OpenAI routes (under the OpenAI prefix and
+``/v1``), ``/health``, KServe's v1/v2 REST routes, liveness, ``/metrics``, the error handlers and the body limit.
+
+The server (``python -m predictor``), the in-process API tests and the Ray Serve deployment all build the app
+here, so a route or a handler added once is served everywhere. Building the app loads nothing: weights load in
+``OcrModel.load()`` (synchronous) or ``OcrModel.start_engine()`` (kserve's background hook).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from predictor import http_errors, openai_api
+from predictor.config import Settings
+from predictor.model import OcrModel
+
+
+def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI | None = None,
+              kserve_routes: bool = True) -> FastAPI:
+    """Every route of the predictor around ``model`` (a new, unloaded ``OcrModel(settings)`` when not given).
+
+    ``app``: add the routes to this app instead of a new one. ``kserve_routes=False`` leaves out KServe's own
+    routes, for kserve's ``ModelServer``, which adds them to its module-level app when it starts. The model is
+    ``app.state.model``.
+    """
+    model = model if model is not None else OcrModel(settings)
+    if app is None:
+        app = FastAPI(title="DeepSeek-OCR predictor", docs_url=None, redoc_url=None)
+    openai_api.register(app, model)  # first, so ours win where a path is shared with KServe v1
+    if kserve_routes:
+        _add_kserve_routes(app, model, settings)
+    http_errors.install(app)
+    app.add_middleware(http_errors.BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.state.model = model
+    return app
+
+
+def _add_kserve_routes(app: FastAPI, model: OcrModel, settings: Settings) -> Any:
+    """KServe's REST routes (v1, v2, liveness, metrics) and its error handlers, over a repository holding the
+    model under every served name: what kserve's REST server does when it starts, without binding a port."""
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+    from kserve.protocol.rest.server import RESTServer
+
+    repository = ModelRepository()
+    for name in settings.all_model_names:
+        repository.update(model, name)
+    server = RESTServer("kserve.model_server:app", DataPlane(repository), ModelRepositoryExtension(repository),
+                        http_port=0)
+    server._register_endpoints(app)
+    server._add_exception_handlers(app)
+    return repository
