@@ -82,7 +82,16 @@ class OcrModel(kserve.Model):
         return self.runtime is not None
 
     async def healthy(self) -> bool:
-        return self.loaded
+        """Readiness: loaded, and the engine has not hit an unrecoverable device error or stalled."""
+        return self.runtime is not None and self.runtime.engine.health().ok
+
+    def alive(self) -> tuple[bool, str]:
+        """Liveness: False (with the reason) once the engine cannot recover, so Kubernetes restarts the pod.
+        A model still loading is alive."""
+        if self.runtime is None:
+            return True, ""
+        health = self.runtime.engine.health()
+        return health.ok, health.reason
 
     def require_runtime(self) -> Runtime:
         if self.runtime is None:
