@@ -1,0 +1,106 @@
+"""Request bodies and answers of the two protocols the client speaks: OpenAI chat and KServe v1.
+
+Both carry one page per request and come back as the same :class:`PageResult`, so outputs do not depend on the
+protocol. OCR options travel as top-level fields in OpenAI bodies (where the ``openai`` package puts
+``extra_body``) and as instance fields in KServe v1.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from predictor.client.pages import PageImage
+
+PROTOCOLS = ("openai", "v1")
+PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's separator between pages, as the server joins them
+PDF_NGRAM = {"ngram_size": 20, "ngram_window": 50}  # DeepSeek's PDF repetition guard; the server uses it for PDFs
+
+
+class ProtocolError(Exception):
+    """An answer that does not have the expected shape."""
+
+
+@dataclass
+class PageResult:
+    text: str
+    finish_reason: str
+    usage: dict[str, int]
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    protocol: str
+    base_url: str  # scheme://host[:port][/prefix], without /v1 or /openai/v1
+    model: str
+
+    @property
+    def path(self) -> str:
+        if self.protocol == "openai":
+            return f"{self.base_url}/v1/chat/completions"
+        return f"{self.base_url}/v1/models/{self.model}:predict"
+
+    @property
+    def model_url(self) -> str:
+        """Readiness of the model; the same route answers OpenAI and KServe v1 clients."""
+        return f"{self.base_url}/v1/models/{self.model}"
+
+
+def endpoint(url: str, protocol: str, model: str) -> Endpoint:
+    """Accept a server root, or an OpenAI ``base_url`` ending in ``/v1`` or ``/openai/v1``."""
+    base = url.rstrip("/")
+    for suffix in ("/openai/v1", "/v1"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return Endpoint(protocol, base, model)
+
+
+def options(task: str | None, mode: str | None, max_tokens: int | None, pdf: bool) -> dict[str, Any]:
+    chosen: dict[str, Any] = {"task": task, "mode": mode, "max_tokens": max_tokens}
+    if pdf:
+        chosen.update(PDF_NGRAM)
+    return {k: v for k, v in chosen.items() if v is not None}
+
+
+def request_body(ep: Endpoint, page: PageImage, opts: dict[str, Any]) -> dict[str, Any]:
+    encoded = base64.b64encode(page.data).decode("ascii")
+    if ep.protocol == "openai":
+        url = f"data:{page.mime};base64,{encoded}"
+        return {"model": ep.model, **opts,
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]}
+    return {"instances": [{"image": encoded, **opts}]}
+
+
+def parse_answer(protocol: str, body: Any) -> PageResult:
+    try:
+        if protocol == "openai":
+            choice = body["choices"][0]
+            usage = dict(body.get("usage") or {})
+            page = ((body.get("ocr") or {}).get("pages") or [{}])[0]
+            if "image_tokens" in page:
+                usage["image_tokens"] = page["image_tokens"]
+            return PageResult(choice["message"]["content"] or "", choice.get("finish_reason") or "stop",
+                              usage, list(page.get("blocks") or []))
+        prediction = body["predictions"][0]
+        return PageResult(prediction["text"], prediction.get("finish_reason") or "stop",
+                          dict(prediction.get("usage") or {}), list(prediction.get("blocks") or []))
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ProtocolError(f"unexpected answer from the server ({type(exc).__name__}: {exc})") from exc
+
+
+def error_message(body: Any, fallback: str) -> str:
+    """The server's own message: OpenAI's ``{"error": {"message"}}`` or KServe's ``{"error": "..."}``."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str):
+        return error
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return body["detail"]
+    return fallback
