@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make chart-test: everything that proves the Helm chart and the Containerfile, offline except for the registries
 # the tools come from. Installs what is missing (scripts/install-k8s-tools.sh --apiserver), then:
-#   1. helm lint --strict, for the defaults and every charts/deepseek-ocr/ci/*.yaml variant
-#   2. helm template + validation of every rendered object (kubernetes-validate, KServe CRD JSON schema, metadata)
+#   1. helm lint --strict, for the defaults and every ci/*.yaml variant of charts/deepseek-ocr and charts/deepseek-ocr-ray
+#   2. helm template + validation of every rendered object (kubernetes-validate, KServe/KubeRay CRD schemas, metadata)
 #   3. hadolint Containerfile
 #   4. pytest tests/chart: rendered-object assertions, bad values refused, real kube-apiserver + etcd dry runs
 # Env: CHART_TEST_SKIP_APISERVER=1 skips building/starting the API server (its tests then fail, by design, unless
@@ -12,7 +12,6 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-CHART=charts/deepseek-ocr
 start=$SECONDS
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -36,14 +35,16 @@ export PATH="$VENV/bin:$PATH"
 PY="$VENV/bin/python"
 helm version --short
 
-step "helm lint --strict"
+# both charts: the KServe InferenceService and the KubeRay RayService (charts/deepseek-ocr-ray shares the helpers)
+for CHART in charts/deepseek-ocr charts/deepseek-ocr-ray; do
+step "helm lint --strict $CHART"
 helm lint --strict "$CHART"
 for f in "$CHART"/ci/*.yaml; do
   helm lint --strict --quiet "$CHART" -f "$f" >/dev/null || { helm lint --strict "$CHART" -f "$f"; exit 1; }
   echo "lint ok: $f"
 done
 
-step "helm template + manifest validation"
+step "helm template + manifest validation: $CHART"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 helm template ocr "$CHART" --namespace ml > "$tmp/default.yaml"
@@ -51,6 +52,8 @@ printf '%-45s ' "defaults:"; "$PY" tests/chart/chart_manifests.py < "$tmp/defaul
 for f in "$CHART"/ci/*.yaml; do
   helm template ocr "$CHART" --namespace ml -f "$f" > "$tmp/variant.yaml"
   printf '%-45s ' "$(basename "$f"):"; "$PY" tests/chart/chart_manifests.py < "$tmp/variant.yaml"
+done
+rm -rf "$tmp"
 done
 
 step "hadolint Containerfile"

@@ -25,6 +25,9 @@ CHART = ROOT / "charts" / "deepseek-ocr"
 CRDS = Path(__file__).resolve().parent / "crds"
 CRD_SCHEMA = CRDS / "inferenceservice_v1beta1.json"
 CRD_YAML = CRDS / "serving.kserve.io_inferenceservices.yaml"
+RAY_CHART = ROOT / "charts" / "deepseek-ocr-ray"
+RAYSERVICE_SCHEMA = CRDS / "rayservice_v1.json"
+RAYSERVICE_CRD = CRDS / "ray.io_rayservices.yaml"
 # Oldest and newest Kubernetes schemas the built-ins are checked against.
 K8S_VERSIONS = ("1.25.0", "1.33.0")
 
@@ -89,6 +92,11 @@ _PODMONITOR = jsonschema.Draft7Validator(
 
 
 @functools.cache
+def _rayservice_validator() -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(json.loads(RAYSERVICE_SCHEMA.read_text()))
+
+
+@functools.cache
 def _isvc_validator() -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(json.loads(CRD_SCHEMA.read_text()))
 
@@ -105,6 +113,8 @@ def errors(doc: dict) -> list[str]:
     kind = (doc.get("apiVersion"), doc.get("kind"))
     if kind == ("serving.kserve.io/v1beta1", "InferenceService"):
         out += [f"{_path(e)}: {e.message}" for e in _isvc_validator().iter_errors(doc)]
+    elif kind == ("ray.io/v1", "RayService"):
+        out += [f"{_path(e)}: {e.message}" for e in _rayservice_validator().iter_errors(doc)]
     elif kind == ("monitoring.coreos.com/v1", "PodMonitor"):
         out += [f"{_path(e)}: {e.message}" for e in _PODMONITOR.iter_errors(doc)]
     else:
@@ -141,9 +151,10 @@ def render(
     namespace: str = "ml",
     show_only: str | None = None,
     extra_args: tuple[str, ...] = (),
+    chart: Path = CHART,
 ) -> list[dict]:
     """`helm template` the chart and return the parsed objects (RenderError with helm's stderr on failure)."""
-    cmd = [helm_binary() or "helm", "template", release, str(CHART), "--namespace", namespace]
+    cmd = [helm_binary() or "helm", "template", release, str(chart), "--namespace", namespace]
     for f in values_files:
         cmd += ["-f", str(f)]
     for k, v in (set_values or {}).items():

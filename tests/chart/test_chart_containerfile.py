@@ -143,6 +143,20 @@ def test_runtime_user_env_and_entrypoint(steps):
     assert "chown -R 1000:1000 /home/predictor /cache" in run_all
 
 
+def test_one_image_serves_the_ray_variant_too(steps):
+    """KubeRay's readiness probe runs bash, wget and grep in the image; KubeRay starts it with the ray CLI."""
+    reqs = (ROOT / "requirements-serve.txt").read_text()
+    assert re.search(r"^ray\[serve\]==2\.60\.0$", reqs, re.M), reqs
+    run_all = " ".join(a for k, a in steps if k == "RUN")
+    assert "apt-get install -y --no-install-recommends wget" in run_all
+    assert "command -v bash grep wget ray" in run_all
+    # installed after the dependency layer, so `ray` exists when the check runs
+    run_steps = [a for k, a in steps if k == "RUN"]
+    dep = next(i for i, a in enumerate(run_steps) if "requirements-serve.txt" in a)
+    probe = next(i for i, a in enumerate(run_steps) if "command -v bash grep wget ray" in a)
+    assert dep < probe
+
+
 def test_chart_runs_as_the_image_user():
     values = (manifests.CHART / "values.yaml").read_text()
     assert "runAsUser: 1000" in values and "runAsGroup: 1000" in values

@@ -1,0 +1,1 @@
+../../deepseek-ocr/templates/_helpers.tpl
