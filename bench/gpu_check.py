@@ -83,7 +83,10 @@ def experts_probe(model: Any, tiny: bool) -> dict[str, Any] | None:
     from predictor.engine import experts
 
     plan = experts.probe(model, sizes=(6, 48) if tiny else experts.SIZES)
-    return None if plan is None else {"plan": plan.describe(), "results": plan.results}
+    if plan is None:
+        return None
+    experts.install(model, plan)  # as the server does on CUDA: the decode profile and the bench run with it
+    return {"plan": plan.describe(), "results": plan.results}
 
 
 def _requests(family: Any, rows: int, tokens: int) -> list[Any]:
