@@ -30,12 +30,28 @@ def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI
         app = FastAPI(title="DeepSeek-OCR predictor", docs_url=None, redoc_url=None)
     openai_api.register(app, model)  # first, so ours win where a path is shared with KServe v1
     guards.install_routes(app, model, docs=docs)
+    _add_liveness(app, model)  # before KServe's, which answers "alive" whatever the engine's state
     if kserve_routes:
         _add_kserve_routes(app, model, settings)
     http_errors.install(app)
     app.state.drainer = guards.install_http(app, model, settings)
     app.state.model = model
     return app
+
+
+def _add_liveness(app: FastAPI, model: OcrModel) -> None:
+    """``/v2/health/live`` and ``/``: 503 once the engine hit a sticky device error or stalled (the chart's
+    liveness probe then restarts the pod); otherwise KServe's ``{"status": "alive"}``."""
+    from fastapi.responses import JSONResponse
+
+    async def live() -> JSONResponse:
+        ok, reason = model.alive()
+        if ok:
+            return JSONResponse({"status": "alive"})
+        return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
+
+    for path in ("/v2/health/live", "/"):
+        app.add_api_route(path, live, methods=["GET"], include_in_schema=False)
 
 
 def _add_kserve_routes(app: FastAPI, model: OcrModel, settings: Settings) -> Any:

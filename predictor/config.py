@@ -108,7 +108,7 @@ _HELP = {
     "max_new_tokens": "hard cap on generated tokens per request",
     "default_max_tokens": "generated tokens when a request does not say",
     "max_batch_size": "rows decoded together in one step",
-    "max_batch_tokens": "bound on prompt + max new tokens of all running rows (KV-cache budget)",
+    "max_batch_tokens": "KV-cache budget in positions: running rows x the longest row's prompt + max new tokens",
     "max_queue": "requests waiting beyond the running batch; more get 429",
     "max_prefill_batch": "requests prefilled in one forward (0 = auto: 4 on CUDA, 1 on CPU where batching "
                          "the vision encoder measured no faster)",

@@ -102,7 +102,20 @@ class OcrModel(kserve.Model):
         return self.runtime is not None
 
     async def healthy(self) -> bool:
-        return self.loaded and not self.draining and not self.unloading
+        """Readiness: loaded, not draining or unloading, and the engine has not hit an unrecoverable device error
+        or stalled."""
+        runtime = self.runtime  # an unload may clear it from another thread
+        if runtime is None or self.draining or self.unloading:
+            return False
+        return runtime.engine.health().ok
+
+    def alive(self) -> tuple[bool, str]:
+        """Liveness: False (with the reason) once the engine cannot recover, so Kubernetes restarts the pod.
+        A model still loading is alive."""
+        if self.runtime is None:
+            return True, ""
+        health = self.runtime.engine.health()
+        return health.ok, health.reason
 
     def require_runtime(self) -> Runtime:
         if self.draining:

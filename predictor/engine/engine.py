@@ -12,21 +12,33 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from predictor.engine import metrics
+from predictor.engine import experts, metrics
+from predictor.engine.health import Health
 from predictor.engine.types import Delta, GenerationRequest, GenerationResult, SamplingParams
 from predictor.engine.worker import Worker
-from predictor.errors import Overloaded, RequestTimeout
+from predictor.errors import NotReady, Overloaded, RequestTimeout
 from predictor.families.base import PreparedPrompt
 
 
 class Engine:
     def __init__(self, family: Any, device: Any, *, max_batch_size: int, max_batch_tokens: int, max_queue: int,
-                 request_timeout: float, max_prefill_batch: int = 1):
+                 request_timeout: float, max_prefill_batch: int = 1, stall_after: float = 120.0,
+                 probe_experts: bool | None = None):
+        """``probe_experts``: choose the MoE experts implementation per phase by measuring (default: on CUDA)."""
         self.family = family
-        self.worker = Worker(family, device, max_batch_size, max_batch_tokens, max_prefill_batch)
+        self.worker = Worker(family, device, max_batch_size, max_batch_tokens, max_prefill_batch, stall_after)
         self.capacity = max_batch_size + max_queue
         self.request_timeout = request_timeout
         self.in_flight = 0
+        self.experts_plan: experts.Plan | None = None
+        if probe_experts if probe_experts is not None else str(device).startswith("cuda"):
+            self.experts_plan = experts.probe(family.model)
+            if self.experts_plan is not None:
+                experts.install(family.model, self.experts_plan)
+
+    def health(self) -> Health:
+        """Red after an unrecoverable device error, or when the worker stopped ticking with work waiting."""
+        return self.worker.heartbeat.check(busy=self.worker.busy)
 
     def start(self) -> None:
         self.worker.start()
@@ -36,6 +48,10 @@ class Engine:
 
     def reserve(self) -> None:
         """Take a slot for a request about to be prepared, or refuse with 429 when running + queued is full."""
+        health = self.health()
+        if not health.ok:
+            metrics.REJECTED.labels(reason="unhealthy").inc()
+            raise NotReady(f"the engine is unhealthy ({health.reason}); this replica will restart", retry_after=10)
         if self.in_flight >= self.capacity:
             metrics.REJECTED.labels(reason="queue_full").inc()
             raise Overloaded(f"server is at capacity ({self.capacity} requests in flight); retry later",

@@ -1,73 +1,214 @@
-"""The running batch's KV cache: rows of different lengths, left-padded to a common length.
+"""The running batch's KV cache: preallocated slots written in place.
 
-New rows are prefilled (alone or together) and then merged in (left-padded); a finished row is dropped by index; padding
-that every remaining row shares is trimmed so the cache never grows past the longest live row.
+Each decoder layer owns two buffers ``[slots, kv_heads, columns, head_dim]`` (keys and values). A running row
+owns one slot; its prefill states are copied into columns ``0..P`` once when it joins, and each decode step writes
+one column per row in place, at the row's own next column (rows are ragged, a per-slot mask says which columns
+are real). The model attends over ``buffer[:rows, :, :span]`` (a view: nothing is copied), where ``span`` is the
+longest row's length. Rows stay packed in slots ``0..rows-1``: a finished row's slot is filled by moving the last
+row into it (one row's states, never the batch). Decode steps therefore allocate no KV memory; the buffers only
+grow (rarely, when a longer or wider batch is admitted than any before), and growth builds the new buffers
+completely before swapping them in, so a failure (out of memory) leaves the running batch intact.
+
+``SlotCache`` is a transformers ``Cache`` whose layers implement ``update``, so the models' forward passes run
+unchanged. The same fixed buffers are what CUDA graphs would need later, without ``torch.compile``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-import torch.nn.functional as F
-from transformers import DynamicCache
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+COLUMN_CHUNK = 256  # columns grow in chunks so a slightly longer row does not reallocate every time
 
 
-def _pad_left(t: torch.Tensor, n: int) -> torch.Tensor:
-    return F.pad(t, (0, 0, n, 0)) if n else t
+class SlotLayer(CacheLayerMixin):
+    """One decoder layer's slots. ``update`` is only ever called by decode steps (one query token per row)."""
+
+    is_sliding = False
+
+    def __init__(self, owner: SlotCache, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.owner = owner
+        self.keys, self.values = keys, values
+        self.device = keys.device
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        raise RuntimeError("slot layers are allocated up front")  # pragma: no cover
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        o = self.owner
+        rows, cols = o.step_index
+        assert self.keys is not None and self.values is not None
+        # one column per row, each at its own position: an in-place scatter, no concatenation
+        self.keys[rows, :, cols] = key_states[:, :, -1]
+        self.values[rows, :, cols] = value_states[:, :, -1]
+        return self.keys[:o.rows, :, :o.span], self.values[:o.rows, :, :o.span]
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.owner.span, 0
+
+    def get_seq_length(self) -> int:
+        return self.owner.span
+
+    def get_max_length(self) -> int:
+        return self.owner.columns
 
 
-class BatchCache:
-    def __init__(self) -> None:
-        self.cache: DynamicCache | None = None
-        self.mask: torch.Tensor | None = None  # [rows, length] 1 = real token, 0 = left padding
+class SlotCache(Cache):
+    """Slots for up to ``slot_capacity`` rows of up to ``columns`` positions each, plus per-row device state.
+
+    Per slot: the additive attention mask of its columns (0 = real, dtype-min = padding or unused; additive because
+    both eager and SDPA take it as is, where a boolean mask costs SDPA a conversion per layer per step), the column
+    its next token is written to, the position id of that token (real tokens only, so a row sees the positions it
+    would see alone) and the id of that token.
+    """
+
+    def __init__(self, like: Any, slots: int, columns: int):
+        """``like``: a prefill cache whose layers show the dtype, device, heads and head sizes to allocate."""
+        self.rows = 0
+        self.span = 0
+        self.lengths: list[int] = []  # host mirror of each live row's next write column
+        self.step_index: tuple[torch.Tensor, torch.Tensor] = (torch.empty(0), torch.empty(0))
+        self._layout = [(layer.keys.shape[1], layer.keys.shape[3], layer.values.shape[3]) for layer in like.layers]
+        first = like.layers[0].keys
+        self.dtype, self.device = first.dtype, first.device
+        self.hidden = torch.finfo(first.dtype).min  # not -inf: a fully hidden row must not turn into NaN
+        layers, state = self._allocate(slots, columns)
+        super().__init__(layers=[SlotLayer(self, k, v) for k, v in layers])
+        self._commit(layers, state)
+
+    # ---- capacity ---------------------------------------------------------------------------------------------
 
     @property
-    def rows(self) -> int:
-        return 0 if self.mask is None else int(self.mask.shape[0])
+    def slot_capacity(self) -> int:
+        return int(self.mask.shape[0])
 
     @property
-    def length(self) -> int:
-        return 0 if self.mask is None else int(self.mask.shape[1])
+    def columns(self) -> int:
+        return int(self.mask.shape[1])
 
-    def add(self, new_cache: DynamicCache, new_mask: torch.Tensor) -> None:
-        """Append prefilled rows (their own left-padded cache and mask) after the running ones."""
-        if self.cache is None:
-            self.cache, self.mask = new_cache, new_mask
-            return
-        assert self.mask is not None
-        length = int(new_mask.shape[1])
-        if length > self.length:
-            grow = length - self.length
-            for layer in self.cache.layers:
-                layer.keys, layer.values = _pad_left(layer.keys, grow), _pad_left(layer.values, grow)
-            self.mask = F.pad(self.mask, (grow, 0))
-        pad = self.length - length
-        for layer, new in zip(self.cache.layers, new_cache.layers, strict=True):
-            layer.keys = torch.cat([layer.keys, _pad_left(new.keys, pad)])
-            layer.values = torch.cat([layer.values, _pad_left(new.values, pad)])
-        self.mask = torch.cat([self.mask, F.pad(new_mask, (pad, 0))])
+    @property
+    def positions_held(self) -> int:
+        """Positions the buffers hold (slots x columns): what admission budgets against."""
+        return self.slot_capacity * self.columns
 
-    def extend_mask(self) -> torch.Tensor:
-        """Mask for the next decode step: one more real position per row."""
-        assert self.mask is not None
-        self.mask = F.pad(self.mask, (0, 1), value=1)
-        return self.mask
+    def _allocate(self, slots: int, columns: int) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], dict]:
+        layers = [(torch.zeros(slots, h, columns, dk, dtype=self.dtype, device=self.device),
+                   torch.zeros(slots, h, columns, dv, dtype=self.dtype, device=self.device))
+                  for h, dk, dv in self._layout]
+        state = {"mask": torch.full((slots, columns), self.hidden, dtype=self.dtype, device=self.device),
+                 "write": torch.zeros(slots, dtype=torch.long, device=self.device),
+                 "position": torch.zeros(slots, dtype=torch.long, device=self.device),
+                 "next_ids": torch.zeros(slots, dtype=torch.long, device=self.device),
+                 "arange": torch.arange(slots, device=self.device)}
+        return layers, state
 
-    def keep(self, indices: list[int]) -> None:
-        """Keep only these rows (in this order); trim shared left padding."""
-        if not indices:
-            self.cache = self.mask = None
-            return
-        assert self.cache is not None and self.mask is not None
-        if indices != list(range(self.rows)):
-            idx = torch.tensor(indices, dtype=torch.long, device=self.mask.device)
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[idx], layer.values[idx]
-            self.mask = self.mask[idx]
-        shared = int((self.mask.cumsum(dim=1) == 0).sum(dim=1).min())
-        if shared:
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, shared:], layer.values[:, :, shared:]
-            self.mask = self.mask[:, shared:]
+    def _commit(self, layers: list[tuple[torch.Tensor, torch.Tensor]], state: dict) -> None:
+        for layer, (k, v) in zip(self.layers, layers, strict=True):
+            layer.keys, layer.values = k, v
+        self.mask, self.write, self.position = state["mask"], state["write"], state["position"]
+        self.next_ids, self.arange = state["next_ids"], state["arange"]
+
+    def ensure(self, slots: int, columns: int, budget: int) -> bool:
+        """Make room for ``slots`` rows of up to ``columns`` positions (the most any live or joining row will
+        reach); True when the buffers were reallocated.
+
+        Grows to the larger of the current and the requested shape while that stays within ``budget`` positions,
+        else to exactly what is requested (admission keeps that within the budget). The new buffers are filled
+        before they replace the old ones: if allocating fails, nothing changed.
+        """
+        if slots <= self.slot_capacity and columns <= self.columns:
+            return False
+        rounded = -(-columns // COLUMN_CHUNK) * COLUMN_CHUNK
+        new_slots, new_cols = max(slots, self.slot_capacity), max(rounded, self.columns)
+        if new_slots * new_cols > budget:
+            new_slots, new_cols = slots, rounded if slots * rounded <= budget else columns
+        layers, state = self._allocate(new_slots, new_cols)
+        n, used = self.rows, min(self.columns, new_cols)
+        if n:
+            for layer, (k, v) in zip(self.layers, layers, strict=True):
+                k[:n, :, :used].copy_(layer.keys[:n, :, :used])
+                v[:n, :, :used].copy_(layer.values[:n, :, :used])
+            state["mask"][:n, :used].copy_(self.mask[:n, :used])
+            for key in ("write", "position", "next_ids"):
+                state[key][:n].copy_(getattr(self, key)[:n])
+        self._commit(layers, state)
+        return True
+
+    # ---- rows joining and leaving ------------------------------------------------------------------------------
+
+    def join(self, prefilled: Any, mask: torch.Tensor, positions: list[int], first_ids: torch.Tensor) -> None:
+        """Copy a prefilled group (its own left-padded cache and 2-D mask) into the next free slots."""
+        g, length = int(mask.shape[0]), int(mask.shape[1])
+        start, stop = self.rows, self.rows + g
+        assert stop <= self.slot_capacity and length < self.columns
+        for layer, new in zip(self.layers, prefilled.layers, strict=True):
+            layer.keys[start:stop, :, :length].copy_(new.keys)
+            layer.values[start:stop, :, :length].copy_(new.values)
+        self.mask[start:stop].fill_(self.hidden)
+        self.mask[start:stop, :length].masked_fill_(mask.bool(), 0.0)
+        self.write[start:stop] = length
+        self.position[start:stop].copy_(torch.tensor(positions, dtype=torch.long), non_blocking=True)
+        self.next_ids[start:stop].copy_(first_ids)
+        self.lengths.extend([length] * g)
+        self.rows = stop
+
+    def remove(self, gone: list[int]) -> list[int]:
+        """Free these rows' slots by moving the last rows into them; returns the old index of each kept row."""
+        order = list(range(self.rows))
+        for hole in sorted(set(gone), reverse=True):
+            last = len(order) - 1
+            if hole != last:
+                self._move(last, hole)
+                order[hole] = order[last]
+            order.pop()
+            self.lengths.pop()
+        self.rows = len(order)
+        return order
+
+    def _move(self, src: int, dst: int) -> None:
+        used = self.lengths[src]
+        for layer in self.layers:
+            layer.keys[dst, :, :used].copy_(layer.keys[src, :, :used])
+            layer.values[dst, :, :used].copy_(layer.values[src, :, :used])
+        self.mask[dst].copy_(self.mask[src])
+        for t in (self.write, self.position, self.next_ids):
+            t[dst] = t[src]
+        self.lengths[dst] = used
+
+    def scrub(self, slot: int) -> None:
+        """Zero a slot's states: a row that produced NaN may have left some, and masked columns still reach
+        attention as 0 x value (NaN x 0 is NaN)."""
+        for layer in self.layers:
+            layer.keys[slot].zero_()
+            layer.values[slot].zero_()
 
     def clear(self) -> None:
-        self.cache = self.mask = None
+        self.rows = 0
+        self.lengths = []
+
+    # ---- one decode step ---------------------------------------------------------------------------------------
+
+    def begin_step(self) -> torch.Tensor:
+        """Mark each row's new column visible; return the ``[rows, 1, 1, span]`` additive mask view for the step."""
+        n = self.rows
+        self.span = max(self.lengths) + 1
+        rows, cols = self.arange[:n], self.write[:n]
+        self.step_index = (rows, cols)
+        self.mask[rows, cols] = 0.0
+        return self.mask[:n, None, None, :self.span]
+
+    def end_step(self) -> None:
+        n = self.rows
+        self.write[:n] += 1
+        self.position[:n] += 1
+        self.lengths = [x + 1 for x in self.lengths]
+
+    def storage(self) -> list[int]:
+        """Data pointers of every buffer (tests: decode steps, joins and leaves keep them)."""
+        ptrs = [t.data_ptr() for layer in self.layers for t in (layer.keys, layer.values)]
+        return ptrs + [self.mask.data_ptr(), self.write.data_ptr(), self.position.data_ptr()]

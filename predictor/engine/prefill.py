@@ -7,6 +7,7 @@ once, instead of stalling the running decode batch once per request. Only prompt
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -55,13 +56,31 @@ class Prefilled:
     mask: torch.Tensor | None = None
     logits: torch.Tensor | None = None  # [rows, vocab] float32
     error: BaseException | None = None  # only ever set for a group of one
+    ready: Any = None  # CUDA: an event recorded on the prefill stream after the last kernel of this group
+
+    def hand_over(self) -> None:
+        """Make the decode stream wait for this prefill and keep its tensors alive until the decode stream used them.
+
+        Without ``record_stream`` the caching allocator could give their memory to the next prefill (on its own
+        stream) while copies into the slots are still queued on the decode stream.
+        """
+        if self.ready is None:
+            return
+        stream = torch.cuda.current_stream()
+        stream.wait_event(self.ready)
+        tensors = [self.mask, self.logits] + [t for layer in self.cache.layers for t in (layer.keys, layer.values)]
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor) and tensor.is_cuda:
+                tensor.record_stream(stream)
 
 
 class Prefiller:
     """Runs prefills on their own thread, so the running batch keeps decoding while new pages are encoded.
 
-    On a 2-core CPU this uses the second core; on a GPU both threads queue kernels on the same device, so decode
-    steps interleave with a long vision-encoder pass instead of waiting for it.
+    On CPU the prefill thread uses another core (torch releases the GIL inside kernels). On CUDA it also queues
+    its kernels on its own stream: on one shared stream a decode step queued behind a vision-encoder pass would
+    wait for all of it; on two streams the GPU interleaves them, and the decode thread only waits (through an
+    event) for the prefill it is about to join, never for one still running.
     """
 
     def __init__(self, model: Any, device: Any, pad_id: int):
@@ -69,6 +88,7 @@ class Prefiller:
         self.device = device
         self.pad_id = pad_id
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocr-prefill")
+        self.stream = torch.cuda.Stream(device=device) if str(device).startswith("cuda") else None
 
     def submit(self, requests: list[GenerationRequest]) -> Future[list[Prefilled]]:
         return self.pool.submit(self._run, requests)
@@ -88,10 +108,15 @@ class Prefiller:
     def _forward(self, requests: list[GenerationRequest]) -> Prefilled:
         from transformers import DynamicCache
 
-        inputs = self._to_device(collate([r.prepared for r in requests], self.pad_id))
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
-        return Prefilled(requests, cache, inputs["attention_mask"], out.logits[:, -1].float())
+        with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
+            inputs = self._to_device(collate([r.prepared for r in requests], self.pad_id))
+            cache = DynamicCache(config=self.model.config)
+            out = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
+            done = Prefilled(requests, cache, inputs["attention_mask"], out.logits[:, -1].float())
+            if self.stream is not None:
+                done.ready = torch.cuda.Event()
+                done.ready.record(self.stream)
+        return done
 
     def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
         dtype = self.model.dtype

@@ -1,11 +1,21 @@
-"""Per-row next-token choice: DeepSeek's repetition guard, minimum length, then greedy or seeded sampling.
+"""Next-token choice for the whole batch in a few device operations, with per-row settings.
 
-Each row keeps its own settings and random generator, so a request samples the same tokens whether it runs
-alone or inside a batch.
+Each row keeps its own repetition guard, minimum length and random generator, so a request samples the same
+tokens whether it runs alone or inside a batch. Per step: the bans of every row (DeepSeek's n-gram rule, the
+end-of-sequence ban of ``min_tokens``/``ignore_eos``) are applied in one masked write, greedy rows take one
+batched argmax, sampled rows share one softmax (and one top-p sort), and each draws with its own generator.
+Nothing here waits for the device: the caller reads the chosen ids and the per-row failure flags back in one
+transfer.
+
+A row whose distribution is not finite (a NaN from the model, or a temperature so small that ``logits / T``
+overflows) is flagged instead of raising inside ``torch.multinomial``: that row fails alone, the batch goes on.
+Temperatures below ``MIN_TEMPERATURE`` sample as greedy: at that scale sampling and argmax agree except on ties,
+and dividing by them overflows float32.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,45 +23,85 @@ import torch
 from predictor.engine.ngram_rolling import RollingNGramGuard
 from predictor.engine.types import SamplingParams
 
+MIN_TEMPERATURE = 1e-4
+
 
 class RowSampler:
+    """One row's sampling state: its guard, its generator (``None`` for greedy) and its settings."""
+
     def __init__(self, params: SamplingParams, eos_token_id: int, whitelist: frozenset[int], device: Any):
         self.params = params
         self.eos = eos_token_id
         self.guard = (RollingNGramGuard(params.ngram_size, params.ngram_window, whitelist)
                       if params.ngram_size else None)
         self.generator: torch.Generator | None = None
-        if params.temperature > 0:
+        if params.temperature >= MIN_TEMPERATURE:
             self.generator = torch.Generator(device=device)
             if params.seed is not None:
                 self.generator.manual_seed(params.seed)
             else:
                 self.generator.seed()
 
-    def choose(self, logits: torch.Tensor, generated: list[int], hint: int | None = None) -> int:
-        """``logits``: the float32 1-D row of the last position (may be modified in place).
-
-        ``hint`` is the row's unmasked argmax, computed once for the whole batch: for greedy rows it is the answer
-        whenever it is not banned, since masking other tokens cannot change the maximum.
-        """
+    def banned(self, generated: list[int]) -> set[int]:
         banned = self.guard.banned(generated) if self.guard is not None else set()
         if self.params.ignore_eos or len(generated) < self.params.min_new_tokens:
             banned.add(self.eos)
-        if self.generator is None and hint is not None and hint not in banned:
-            return hint
-        if banned:
-            logits[list(banned)] = float("-inf")
-        if self.generator is None:
-            return int(torch.argmax(logits))
-        return self._sample(logits)
+        return banned
 
-    def _sample(self, logits: torch.Tensor) -> int:
-        probs = torch.softmax(logits / self.params.temperature, dim=-1)
-        if self.params.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            cumulative = torch.cumsum(sorted_probs, dim=-1)
-            # keep the smallest prefix whose mass reaches top_p (always at least the top token)
-            drop = cumulative - sorted_probs > self.params.top_p
-            sorted_probs[drop] = 0.0
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+@dataclass
+class Choice:
+    """Device tensors of one step's choice: ``tokens`` [rows] and ``failed`` [rows] (1 = no valid draw)."""
+
+    tokens: torch.Tensor
+    failed: torch.Tensor
+
+
+def _upload(values: list[int], device: torch.device) -> torch.Tensor:
+    host = torch.tensor(values, dtype=torch.long)
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
+def choose(logits: torch.Tensor, samplers: list[RowSampler], generated: list[list[int]]) -> Choice:
+    """``logits``: float32 ``[rows, vocab]`` of the last position (modified in place)."""
+    rows, vocab = logits.shape
+    flat: list[int] = []
+    for i, (sampler, ids) in enumerate(zip(samplers, generated, strict=True)):
+        flat.extend(i * vocab + t for t in sampler.banned(ids))
+    if flat:
+        logits.view(-1).index_fill_(0, _upload(flat, logits.device), float("-inf"))
+    tokens = logits.argmax(dim=-1)
+    failed = torch.isnan(logits).any(dim=-1)
+    sampled = [i for i, s in enumerate(samplers) if s.generator is not None]
+    if sampled:
+        _sample(logits, samplers, sampled, tokens, failed)
+    return Choice(tokens, failed)
+
+
+def _sample(logits: torch.Tensor, samplers: list[RowSampler], sampled: list[int], tokens: torch.Tensor,
+            failed: torch.Tensor) -> None:
+    index = _upload(sampled, logits.device)
+    temps = torch.tensor([[samplers[i].params.temperature] for i in sampled], dtype=logits.dtype)
+    probs = torch.softmax(logits.index_select(0, index) / temps.to(logits.device), dim=-1)
+    # a row without top-p gets an infinite threshold: batched with top-p rows it keeps exactly what it keeps alone
+    top_p = [p if (p := samplers[i].params.top_p) < 1.0 else float("inf") for i in sampled]
+    if min(top_p) < 1.0:
+        probs = _top_p(probs, torch.tensor(top_p, dtype=probs.dtype).to(logits.device))
+    bad = ~torch.isfinite(probs).all(dim=-1) | ~(probs.sum(dim=-1) > 0)
+    # multinomial raises (CPU) or trips a device assert (CUDA) on such rows: give them a harmless
+    # distribution, draw, and report them as failed instead
+    probs = torch.where(bad[:, None], torch.ones_like(probs), probs)
+    draws = [torch.multinomial(probs[j], 1, generator=samplers[i].generator) for j, i in enumerate(sampled)]
+    tokens.index_copy_(0, index, torch.cat(draws))
+    failed.index_copy_(0, index, failed.index_select(0, index) | bad)
+
+
+def _top_p(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Keep, per row, the smallest prefix of tokens by probability whose mass reaches its ``top_p``."""
+    sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+    cumulative = torch.cumsum(sorted_probs, dim=-1)
+    drop = cumulative - sorted_probs > top_p[:, None]  # always keeps the top token
+    sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+    return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)

@@ -1,10 +1,11 @@
-"""The worker thread that owns the model: iteration-level batching over the model's forward and KV cache.
+"""The worker thread that owns the model: iteration-level batching over the model's forward and a slot KV cache.
 
 transformers' continuous batching is text-only and drops image inputs (docs/ARCHITECTURE.md), so this loop does
-it itself: new requests are prefilled (vision encoder + prompt) in groups the family says can share a forward,
-on the prefill thread, and join the running decode batch at the next step; a finished or cancelled row leaves
-at once. A failure inside one
-request's prefill fails only that request; the worker itself never dies.
+it itself: new requests are prefilled (vision encoder + prompt) in groups the family says can share a forward, on
+the prefill thread (and on CUDA its own stream), and join the running decode batch at the next step by taking a
+cache slot; a finished or cancelled row leaves at once. A decode step queues the
+forward pass and the batch's token choice, then reads the chosen ids back in one device-to-host transfer.
+A failure inside one request's prefill or sampling fails only that request; the worker itself never dies.
 """
 
 from __future__ import annotations
@@ -16,33 +17,22 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from predictor.engine import metrics
-from predictor.engine.detokenizer import IncrementalDetokenizer
-from predictor.engine.kv import BatchCache
+from predictor.engine import metrics, sampler
+from predictor.engine import rows as rowlib
+from predictor.engine.health import Heartbeat, is_fatal, is_oom
+from predictor.engine.kv import COLUMN_CHUNK, SlotCache
 from predictor.engine.ngram import table_token_ids
 from predictor.engine.prefill import Prefilled, Prefiller
-from predictor.engine.sampler import RowSampler
-from predictor.engine.types import Delta, GenerationRequest, GenerationResult
+from predictor.engine.rows import Row
+from predictor.engine.timing import StepTimer
+from predictor.engine.types import GenerationRequest
 from predictor.errors import Cancelled, EngineFault, OutOfMemory, RequestTimeout
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Row:
-    request: GenerationRequest
-    sampler: RowSampler
-    detok: IncrementalDetokenizer
-    position: int  # position id of the next token to feed
-    generated: list[int] = field(default_factory=list)
-    first_token_at: float | None = None
-    emitted: int = 0  # characters of detok.text already streamed
-    finish_reason: str | None = None
 
 
 def _need(request: GenerationRequest) -> int:
@@ -50,22 +40,22 @@ def _need(request: GenerationRequest) -> int:
     return request.prepared.prompt_tokens + request.params.max_new_tokens
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+def _oom() -> OutOfMemory:
+    return OutOfMemory("out of GPU memory; retry later", retry_after=5)
 
 
 class Worker:
     def __init__(self, family: Any, device: Any, max_batch_size: int, max_batch_tokens: int,
-                 max_prefill_batch: int):
+                 max_prefill_batch: int, stall_after: float = 120.0):
         self.family = family
         self.model = family.model
-        self.device = device
+        self.device = torch.device(device)
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.inbox: queue.Queue[GenerationRequest | None] = queue.Queue()
         self.waiting: deque[GenerationRequest] = deque()
-        self.rows: list[_Row] = []
-        self.batch = BatchCache()
+        self.rows: list[Row] = []
+        self.batch: SlotCache | None = None
         self.whitelist = table_token_ids(family.tokenizer)
         self.eos = family.eos_token_id
         self.max_context = family.max_context
@@ -74,10 +64,14 @@ class Worker:
         self.max_prefill_batch = max_prefill_batch
         self.prefiller = Prefiller(self.model, device, self.pad_id)
         self.pending: list[tuple[futures.Future[list[Prefilled]], list[GenerationRequest]]] = []
+        self.heartbeat = Heartbeat(stall_after)
+        self.timer = StepTimer(device)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ocr-engine", daemon=True)
         self.steps = 0
+        self.joined = 0
         self.largest_prefill = 0  # most requests prefilled in one forward (observability, tests)
+        self.peak_rows = 0  # most rows decoding together (tests: admission)
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
@@ -93,18 +87,27 @@ class Worker:
     def submit(self, request: GenerationRequest) -> None:
         self.inbox.put(request)
 
+    @property
+    def busy(self) -> bool:
+        return bool(self.rows or self.waiting or self.pending or not self.inbox.empty())
+
     # ---- the loop --------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.heartbeat.tick()
             try:
                 self._collect(block=not self.rows and not self.waiting and not self.pending)
+                if self.heartbeat.fatal is not None:
+                    self._refuse_waiting()
+                    continue
                 self._admit()
                 self._merge_prefilled(wait=not self.rows)
                 if self.rows:
                     self._step()
-            except Exception:  # noqa: BLE001 - the loop must survive anything
+            except Exception as exc:  # noqa: BLE001 - the loop must survive anything
                 log.exception("engine step failed; failing the running batch")
+                self._device_failed(exc)
                 self._fail_all(lambda: EngineFault("generation failed inside the model"))
 
     def _collect(self, block: bool) -> None:
@@ -120,23 +123,23 @@ class Worker:
                 break
         metrics.QUEUED.set(len(self.waiting))
 
-    def _tokens_in_flight(self) -> int:
-        return sum(_need(r.request) for r in self.rows)
-
     def _admit(self) -> None:
-        """Move waiting requests into prefill while the batch has room (rows being prefilled count)."""
+        """Move waiting requests into prefill while the padded cache stays within the budget.
+
+        The cache holds rows x longest row (every row is padded to the longest), so that product, not the sum of
+        the rows' lengths, is what must fit in ``max_batch_tokens``. A lone request is always admitted.
+        """
         admitted: list[GenerationRequest] = []
-        pending = [r for _, group in self.pending for r in group]
-        busy = len(self.rows) + len(pending)
-        in_flight = self._tokens_in_flight() + sum(_need(r) for r in pending)
-        while self.waiting and busy + len(admitted) < self.max_batch_size:
+        needs = [_need(r.request) for r in self.rows] + [_need(r) for _, group in self.pending for r in group]
+        while self.waiting and len(needs) < self.max_batch_size:
             request = self.waiting[0]
             if self._drop_if_dead(request):
                 self.waiting.popleft()
                 continue
-            if (busy or admitted) and in_flight + _need(request) > self.max_batch_tokens:
-                break  # wait for rows to finish; a lone request is always admitted
-            in_flight += _need(request)
+            trial = [*needs, _need(request)]
+            if needs and len(trial) * max(trial) > self.max_batch_tokens:
+                break  # wait for rows to finish
+            needs = trial
             admitted.append(self.waiting.popleft())
         groups: dict[Any, list[GenerationRequest]] = {}
         for request in admitted:
@@ -179,27 +182,47 @@ class Worker:
                     self._join(outcome)
                 except Exception as exc:  # noqa: BLE001 - fail this group, keep the running batch
                     log.exception("joining a prefilled group failed")
+                    self._device_failed(exc)
                     for request in outcome.requests:
                         self._fail_request(request, exc, "join")
 
     @torch.inference_mode()
     def _join(self, outcome: Prefilled) -> None:
         if outcome.error is not None:
+            self._device_failed(outcome.error)
             self._fail_request(outcome.requests[0], outcome.error, "prefill")
             return
         assert outcome.logits is not None and outcome.mask is not None
-        rows = [_Row(r, RowSampler(r.params, self.eos, self.whitelist, self.device),
-                     IncrementalDetokenizer(self.family.tokenizer, frozenset({self.eos})),
-                     position=r.prepared.prompt_tokens) for r in outcome.requests]
-        tokens = [row.sampler.choose(outcome.logits[i], row.generated) for i, row in enumerate(rows)]
-        self.largest_prefill = max(self.largest_prefill, len(rows))
-        metrics.PROMPT_TOKENS.inc(sum(r.prepared.prompt_tokens for r in outcome.requests))
-        self.batch.add(outcome.cache, outcome.mask)
+        outcome.hand_over()
+        new = []
+        for request in outcome.requests:
+            row_sampler = sampler.RowSampler(request.params, self.eos, self.whitelist, self.device)
+            new.append(rowlib.new_row(request, row_sampler, self.family.tokenizer, self.eos, self.joined))
+            self.joined += 1
+        choice = sampler.choose(outcome.logits, [r.sampler for r in new], [r.generated for r in new])
+        length = int(outcome.mask.shape[1])
+        for row in new:  # the last fed token is the one before the cap: it lands at column length + cap - 2
+            row.columns = length + row.request.params.max_new_tokens
+        self._reserve(outcome.cache, len(self.rows) + len(new), max(r.columns for r in self.rows + new))
+        assert self.batch is not None
+        self.batch.join(outcome.cache, outcome.mask, [r.prepared.prompt_tokens for r in outcome.requests],
+                        choice.tokens)
         first = len(self.rows)
-        self.rows.extend(rows)
-        done = [first + i for i, (row, token) in enumerate(zip(rows, tokens, strict=True)) if self._accept(row, token)]
-        if done:
-            self._finish_rows(done)
+        self.rows.extend(new)
+        self.largest_prefill = max(self.largest_prefill, len(new))
+        metrics.PROMPT_TOKENS.inc(sum(r.prepared.prompt_tokens for r in outcome.requests))
+        tokens, failed = torch.stack((choice.tokens, choice.failed.long())).tolist()
+        self._take(first, tokens, failed)
+
+    def _reserve(self, like: Any, rows: int, columns: int) -> None:
+        """Allocate the slot cache on first use (as large as the budget allows), grow it when needed."""
+        if self.batch is None:
+            per_row = min(self.max_context + 1, self.max_batch_tokens // self.max_batch_size)
+            per_row = max(per_row // COLUMN_CHUNK * COLUMN_CHUNK, min(COLUMN_CHUNK, self.max_context + 1))
+            self.batch = SlotCache(like, self.max_batch_size, per_row)
+            log.info("KV cache: %d slots x %d positions", self.batch.slot_capacity, self.batch.columns)
+        if self.batch.ensure(rows, columns, self.max_batch_tokens):
+            log.info("KV cache regrown: %d slots x %d positions", self.batch.slot_capacity, self.batch.columns)
 
     # ---- decode ------------------------------------------------------------------------------------------------
 
@@ -208,137 +231,134 @@ class Worker:
         self._drop_cancelled()
         if not self.rows:
             return
-        ids = torch.tensor([[r.generated[-1]] for r in self.rows], device=self.device)
-        positions = torch.tensor([[r.position] for r in self.rows], device=self.device)
-        mask = self.batch.extend_mask()
-        metrics.BATCH_SIZE.observe(len(self.rows))
+        batch = self.batch
+        assert batch is not None
+        n = batch.rows
+        self.peak_rows = max(self.peak_rows, n)
+        metrics.BATCH_SIZE.observe(n)
+        t0 = time.perf_counter()
+        events = self.timer.events()
         try:
-            out = self.model(input_ids=ids, attention_mask=self.family.decode_mask(mask), position_ids=positions,
-                             cache=self.batch.cache, use_cache=True)
-        except Exception as exc:  # noqa: BLE001 - whatever failed, the rows of this step are lost
-            oom = _is_oom(exc)
-            self._fail_all(lambda: OutOfMemory("out of GPU memory; retry later", retry_after=5) if oom
-                           else EngineFault("generation failed inside the model"))
-            if not _is_oom(exc):
-                log.exception("decode step failed")
+            mask = batch.begin_step()
+            f0 = time.perf_counter()
+            out = self.model(input_ids=batch.next_ids[:n, None], position_ids=batch.position[:n, None],
+                             attention_mask=self.family.decode_mask(mask), cache=batch, use_cache=True)
+            forward_s = time.perf_counter() - f0
+            choice = sampler.choose(out.logits[:, -1].float(), [r.sampler for r in self.rows],
+                                    [r.generated for r in self.rows])
+            batch.next_ids[:n].copy_(choice.tokens)
+            batch.end_step()  # only once the step fully succeeded: a failed step is redone at the same column
+            if events is not None:
+                events[1].record()
+            t1 = time.perf_counter()
+            tokens, failed = torch.stack((choice.tokens, choice.failed.long())).tolist()  # the step's one sync
+            t2 = time.perf_counter()
+        except Exception as exc:  # noqa: BLE001
+            self._step_failed(exc)
             return
         self.steps += 1
-        logits = out.logits[:, -1].float()
-        hints = logits.argmax(dim=-1).tolist()  # one device sync for the whole batch
-        done = []
-        for i, row in enumerate(self.rows):
+        for row in self.rows:
             row.position += 1
-            if self._accept(row, row.sampler.choose(logits[i], row.generated, hints[i])):
-                done.append(i)
-        if done:
-            self._finish_rows(done)
+        self._take(0, tokens, failed)
+        metrics.GENERATED_TOKENS.inc(n)
+        self.timer.add(n, (t0, t1, t2, time.perf_counter()), forward_s, events)
 
-    def _accept(self, row: _Row, token: int) -> bool:
-        """Record one sampled token; True when the row is finished."""
-        now = time.monotonic()
-        if row.first_token_at is None:
-            row.first_token_at = now
-            metrics.TTFT.observe(now - row.request.created)
-        params = row.request.params
-        if token == self.eos and not params.ignore_eos:
-            row.finish_reason = "stop"
-            return True
-        row.generated.append(token)
-        metrics.GENERATED_TOKENS.inc()
-        row.detok.add(token)
-        if params.stop and self._hit_stop(row):
-            return True
-        if len(row.generated) >= params.max_new_tokens or row.position + 1 >= self.max_context:
-            row.finish_reason = "length"
-            return True
-        self._emit_pending(row)
-        return False
-
-    @staticmethod
-    def _hit_stop(row: _Row) -> bool:
-        text = row.detok.text
-        # only the tail can hold a stop string that was not complete at the previous step
-        tail_start = max(0, len(text) - max(len(s) for s in row.request.params.stop) - 16)
-        hits = [i for s in row.request.params.stop if (i := text.find(s, tail_start)) >= 0]
-        if not hits:
-            return False
-        row.detok.text = text[:min(hits)]
-        row.finish_reason = "stop"
-        return True
-
-    @staticmethod
-    def _emit_pending(row: _Row, final: bool = False) -> None:
-        """Stream what is safe to show: with stop strings, hold back a tail that could start one."""
-        if not row.request.stream:
-            return
-        text = row.detok.text
-        limit = len(text)
-        if not final and row.request.params.stop:
-            limit -= max(len(s) for s in row.request.params.stop) - 1
-        if limit > row.emitted:
-            row.request.emit(Delta(text[row.emitted:limit]))
-            row.emitted = limit
+    def _take(self, first: int, tokens: list[int], failed: list[int]) -> None:
+        """Apply chosen tokens to rows ``first..``; finish, fail and remove rows as needed."""
+        done: list[int] = []
+        broken: dict[int, Exception] = {}
+        for i, (token, bad) in enumerate(zip(tokens, failed, strict=True), start=first):
+            row = self.rows[i]
+            if bad:
+                log.warning("request %s: no valid next-token distribution (NaN or overflow)", row.request.request_id)
+                broken[i] = EngineFault("sampling failed for this request (the next-token distribution was not a "
+                                        "number); try temperature 0 or a larger temperature")
+                continue
+            try:
+                if rowlib.accept(row, token, self.eos, self.max_context):
+                    done.append(i)
+            except Exception:  # noqa: BLE001 - one row's bookkeeping error fails that row only
+                log.exception("request %s failed after sampling", row.request.request_id)
+                broken[i] = EngineFault("generation failed for this request")
+        for i in done:
+            try:
+                rowlib.finish(self.rows[i], self.family.tokenizer)
+            except Exception:  # noqa: BLE001
+                log.exception("finishing request %s failed", self.rows[i].request.request_id)
+                broken[i] = EngineFault("generation failed for this request")
+        for i, error in broken.items():
+            self.rows[i].request.emit(error)
+            metrics.FINISHED.labels(reason="error").inc()
+            assert self.batch is not None
+            self.batch.scrub(i)  # a NaN left in its slot must not reach the next row through masked columns
+        if done or broken:
+            self._remove(sorted(set(done) | set(broken)))
 
     def _drop_cancelled(self) -> None:
+        now = time.monotonic()
         gone = [i for i, r in enumerate(self.rows) if r.request.cancelled.is_set()
-                or (r.request.deadline is not None and time.monotonic() > r.request.deadline)]
+                or (r.request.deadline is not None and now > r.request.deadline)]
         for i in gone:
             request = self.rows[i].request
             cancelled = request.cancelled.is_set()
             request.emit(Cancelled("cancelled") if cancelled else RequestTimeout("request timed out"))
             metrics.FINISHED.labels(reason="cancelled" if cancelled else "timeout").inc()
         if gone:
-            self._keep([i for i in range(len(self.rows)) if i not in set(gone)])
+            self._remove(gone)
 
-    def _finish_rows(self, done: list[int]) -> None:
-        now = time.monotonic()
-        for i in done:
-            row = self.rows[i]
-            request = row.request
-            if row.finish_reason != "stop" or not request.params.stop:
-                row.detok.flush()
-            self._emit_pending(row, final=True)
-            n = len(row.generated)
-            if n > 1 and row.first_token_at is not None:
-                metrics.TPOT.observe((now - row.first_token_at) / (n - 1))
-            metrics.E2E.observe(now - request.created)
-            metrics.FINISHED.labels(reason=row.finish_reason or "stop").inc()
-            request.emit(GenerationResult(
-                text=row.detok.text, token_ids=list(row.generated), finish_reason=row.finish_reason or "stop",
-                prompt_tokens=request.prepared.prompt_tokens, completion_tokens=n,
-                image_tokens=request.prepared.image_tokens,
-                first_token_at=row.first_token_at,
-            ))
-        self._keep([i for i in range(len(self.rows)) if i not in set(done)])
-
-    def _keep(self, indices: list[int]) -> None:
-        self.rows = [self.rows[i] for i in indices]
-        self.batch.keep(indices)
+    def _remove(self, indices: list[int]) -> None:
+        assert self.batch is not None
+        order = self.batch.remove(indices)
+        self.rows = [self.rows[i] for i in order]
         metrics.RUNNING.set(len(self.rows))
 
     # ---- failures ------------------------------------------------------------------------------------------------
 
-    def _fail_request(self, request: GenerationRequest, exc: BaseException, stage: str) -> None:
-        if _is_oom(exc):
+    def _step_failed(self, exc: BaseException) -> None:
+        """A decode step raised: out of memory evicts the newest row; a device error stops the engine."""
+        if is_oom(exc) and len(self.rows) > 1:
+            newest = max(range(len(self.rows)), key=lambda i: self.rows[i].seq)
+            log.warning("out of memory in a decode step at %d rows; evicting the newest", len(self.rows))
+            self.rows[newest].request.emit(_oom())
+            metrics.FINISHED.labels(reason="error").inc()
+            self._remove([newest])
             self._free_memory()
-            request.emit(OutOfMemory("out of GPU memory; retry later", retry_after=5))
+            return
+        if not is_oom(exc):
+            log.exception("decode step failed", exc_info=exc)
+        self._device_failed(exc)
+        self._fail_all(_oom if is_oom(exc) else lambda: EngineFault("generation failed inside the model"))
+
+    def _device_failed(self, exc: BaseException) -> None:
+        if is_fatal(exc):
+            log.critical("unrecoverable device error; the engine stops and reports unhealthy: %s", exc)
+            self.heartbeat.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+
+    def _refuse_waiting(self) -> None:
+        while self.waiting:
+            self.waiting.popleft().emit(EngineFault("the accelerator failed; this server is restarting"))
+        self._fail_all(lambda: EngineFault("the accelerator failed; this server is restarting"))
+
+    def _fail_request(self, request: GenerationRequest, exc: BaseException, stage: str) -> None:
+        if is_oom(exc):
+            self._free_memory()
+            request.emit(_oom())
         else:
             log.warning("request %s failed in %s: %s: %s", request.request_id, stage, type(exc).__name__, exc)
             request.emit(EngineFault("the model failed on this input"))
         metrics.FINISHED.labels(reason="error").inc()
 
-    def _fail_all(self, error: Callable[[], Exception]) -> None:
-        """Fail every running row, each with its own exception (one instance raised in many tasks would share
-        and keep growing its traceback)."""
+    def _fail_all(self, make_error: Callable[[], Exception]) -> None:
+        """Fail every running row, each with its own exception object (they are raised in different tasks)."""
         for row in self.rows:
-            row.request.emit(error())
+            row.request.emit(make_error())
             metrics.FINISHED.labels(reason="error").inc()
         self.rows = []
-        self.batch.clear()
+        if self.batch is not None:
+            self.batch.clear()
         self._free_memory()
         metrics.RUNNING.set(0)
 
-    @staticmethod
-    def _free_memory() -> None:
-        if torch.cuda.is_available():
+    def _free_memory(self) -> None:
+        if self.device.type == "cuda" and self.heartbeat.fatal is None:
             torch.cuda.empty_cache()

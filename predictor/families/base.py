@@ -129,7 +129,9 @@ class ModelFamily(abc.ABC):
         """Number of ``<image>`` placeholders the prompt gets for an image of this size."""
 
     def decode_mask(self, mask: Any) -> Any:
-        """The ``attention_mask`` for a one-token decode step over the batch's 2-D padding mask."""
+        """The ``attention_mask`` for a one-token decode step, from the engine's ready ``[rows, 1, 1, keys]`` additive
+        mask (0 = attend, dtype-min = padding). A ready 4-D mask skips transformers' per-step mask construction and
+        its data-dependent checks, which wait for the device."""
         return mask
 
     # ---- shared helpers -------------------------------------------------------------------------------------

@@ -50,10 +50,14 @@ class OcrDeployment(GrpcMethods):
         return self._app
 
     def check_health(self) -> None:
-        """Raising makes Serve replace this replica (a dead engine thread answers nothing useful)."""
+        """Raising makes Serve replace this replica: a dead engine thread, a sticky device error or a stalled
+        worker answers nothing useful (the same signal that turns the KServe variant's liveness red)."""
         runtime = self.model.runtime
         if runtime is None or not runtime.engine.worker.thread.is_alive():
             raise RuntimeError("the engine worker thread is not running")
+        health = runtime.engine.health()
+        if not health.ok:
+            raise RuntimeError(f"the engine is unhealthy: {health.reason}")
 
     def __del__(self) -> None:
         mirror = getattr(self, "_mirror", None)

@@ -38,15 +38,23 @@ def test_sampler_masks_banned_ids_but_not_whitelisted_ones():
     """A greedy row never picks what the guard bans, except the whitelisted table tags."""
     import torch
 
-    from predictor.engine.sampler import RowSampler
+    from predictor.engine.sampler import RowSampler, choose
     from predictor.engine.types import SamplingParams
 
-    sampler = RowSampler(SamplingParams(max_new_tokens=10, ngram_size=2, ngram_window=50), eos_token_id=9,
-                         whitelist=frozenset({4}), device="cpu")
+    def row_sampler():  # one per row: a guard indexes its own row's ids
+        return RowSampler(SamplingParams(max_new_tokens=10, ngram_size=2, ngram_window=50), eos_token_id=9,
+                          whitelist=frozenset({4}), device="cpu")
+
     generated = [3, 1, 3, 4, 3]  # the suffix (3,) was followed by 1 and by 4
     logits = torch.zeros(10)
     logits[1], logits[4], logits[7] = 5.0, 4.0, 3.0
-    assert sampler.choose(logits.clone(), generated, hint=1) == 4  # 1 banned, 4 whitelisted
+    other = logits.clone()  # a second row in the same batch with nothing banned
+
+    def pick(row_logits, ids):
+        return choose(torch.stack([row_logits, other]), [row_sampler(), row_sampler()],
+                      [ids, [5, 6]]).tokens.tolist()
+
+    assert pick(logits.clone(), generated) == [4, 1]  # 1 banned, 4 whitelisted; the other row unaffected
     logits[4] = 0.0
-    assert sampler.choose(logits.clone(), generated, hint=1) == 7
-    assert sampler.choose(logits.clone(), [5, 6], hint=1) == 1  # nothing banned: the hint stands
+    assert pick(logits.clone(), generated) == [7, 1]
+    assert pick(logits.clone(), [5, 6]) == [1, 1]  # nothing banned

@@ -72,15 +72,8 @@ class DeepseekOcrV1Family(ModelFamily):
     def decode_mask(self, mask: Any) -> Any:
         # UnlimitedOcr builds a reference-sliding-window mask through vmap at every step even when every layer is
         # full attention (10 ms of Python per step, two thirds of a tiny CPU step); its text model accepts a
-        # ready mapping instead. One query at the end of the sequence sees exactly the non-padding positions.
-        import torch
-
-        visible = mask[:, None, None, :].bool()
-        if self.model.config.text_config._attn_implementation == "eager":
-            dtype = self.model.dtype
-            visible = torch.zeros(visible.shape, dtype=dtype, device=mask.device).masked_fill(
-                ~visible, torch.finfo(dtype).min)
-        return {"full_attention": visible, "reference_sliding_attention": visible}
+        # ready mapping instead.
+        return {"full_attention": mask, "reference_sliding_attention": mask}
 
     def prepare(self, image: Image.Image, prompt: str, options: ImageOptions) -> PreparedPrompt:
         mode, max_crops = self._resolve(options)

@@ -1,0 +1,130 @@
+"""Failures on a device: out of memory in decode evicts the newest row; a sticky device error or a stalled loop
+turns the engine unhealthy (readiness and liveness red) and it refuses new work."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import torch
+
+from predictor.engine.engine import Engine
+from predictor.engine.health import Heartbeat, is_fatal, is_oom
+from predictor.engine.types import SamplingParams
+from predictor.errors import EngineFault, NotReady, OutOfMemory
+from predictor.families.base import ImageOptions, LoadSettings
+from predictor.families.v2 import DeepseekOcr2Family
+from tests.conftest import page_image
+
+
+def test_error_classification():
+    assert is_oom(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
+    assert is_oom(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_fatal(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert is_fatal(RuntimeError("CUDA error: device-side assert triggered"))
+    assert not is_fatal(RuntimeError("CUDA out of memory"))
+    assert not is_fatal(ValueError("Image features and image tokens do not match"))
+
+
+def test_heartbeat_turns_red_on_stall_only_with_work_waiting():
+    beat = Heartbeat(stall_after=0.05)
+    assert beat.check(busy=True).ok
+    time.sleep(0.1)
+    assert beat.check(busy=False).ok
+    assert not beat.check(busy=True).ok and "stalled" in beat.check(busy=True).reason
+    beat.tick()
+    assert beat.check(busy=True).ok
+    beat.fail("AcceleratorError: illegal address")
+    assert not beat.check(busy=False).ok
+
+
+@pytest.fixture(scope="module")
+def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
+    fam = DeepseekOcr2Family()
+    fam.load(tiny_v2_dir, LoadSettings("cpu", torch.float32, "sdpa", None))
+    return fam
+
+
+def _engine(family) -> Engine:
+    engine = Engine(family, "cpu", max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
+                    max_prefill_batch=1)
+    engine.start()
+    return engine
+
+
+def _run(engine: Engine, items, delays):
+    async def one(prepared, params, delay):
+        await asyncio.sleep(delay)
+        engine.reserve()
+        try:
+            return await engine.generate(prepared, params)
+        except Exception as exc:  # noqa: BLE001 - the test inspects each outcome
+            return exc
+        finally:
+            engine.release()
+
+    async def main():
+        return await asyncio.gather(*(one(p, s, d) for (p, s), d in zip(items, delays, strict=True)))
+    return asyncio.run(main())
+
+
+def _params(n: int) -> SamplingParams:
+    return SamplingParams(max_new_tokens=n, min_new_tokens=n, ngram_size=0)
+
+
+def _failing_decode(model, exc: Exception, when):
+    original = model.forward
+
+    def forward(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] == 1 and when(ids.shape[0]):
+            raise exc
+        return original(*args, **kwargs)
+    return forward
+
+
+def test_out_of_memory_in_decode_evicts_the_newest_row(family):
+    engine = _engine(family)
+    model = engine.worker.model
+    prepared = [family.prepare(page_image((640, 200), f"oom {i}"), "<image>\nFree OCR.", ImageOptions())
+                for i in range(2)]
+    fired = []
+
+    def at_two_rows(rows: int) -> bool:
+        if rows == 2 and not fired:
+            fired.append(rows)
+            return True
+        return False
+
+    try:
+        alone = _run(engine, [(prepared[0], _params(300))], [0])[0]
+        model.forward = _failing_decode(model, torch.OutOfMemoryError("CUDA out of memory."), at_two_rows)
+        older, newer = _run(engine, [(prepared[0], _params(300)), (prepared[1], _params(300))], [0, 0.4])
+        del model.forward
+    finally:
+        engine.stop()
+    assert fired
+    assert isinstance(newer, OutOfMemory) and newer.status == 503
+    assert older.token_ids == alone.token_ids  # the older row never noticed
+    assert engine.health().ok
+
+
+def test_sticky_device_error_turns_the_engine_unhealthy(family):
+    engine = _engine(family)
+    model = engine.worker.model
+    prepared = family.prepare(page_image((640, 200), "xid"), "<image>\nFree OCR.", ImageOptions())
+    try:
+        assert engine.health().ok
+        model.forward = _failing_decode(model, RuntimeError("CUDA error: an illegal memory access was encountered"),
+                                        lambda rows: True)
+        failed = _run(engine, [(prepared, _params(20))], [0])[0]
+        del model.forward
+        assert isinstance(failed, EngineFault)
+        health = engine.health()
+        assert not health.ok and "illegal memory access" in health.reason
+        with pytest.raises(NotReady) as info:
+            engine.reserve()
+        assert info.value.status == 503 and info.value.retry_after
+    finally:
+        engine.stop()
