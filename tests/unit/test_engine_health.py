@@ -54,8 +54,13 @@ def _engine(family) -> Engine:
 
 
 def _run(engine: Engine, items, delays):
+    """``delays`` are seconds, or callables polled until true (a join that waits for an engine state, not a clock)."""
     async def one(prepared, params, delay):
-        await asyncio.sleep(delay)
+        if callable(delay):
+            while not delay():
+                await asyncio.sleep(0.005)
+        else:
+            await asyncio.sleep(delay)
         engine.reserve()
         try:
             return await engine.generate(prepared, params)
@@ -89,9 +94,11 @@ def test_out_of_memory_in_decode_evicts_the_newest_row(family):
     model = engine.worker.model
     prepared = [family.prepare(page_image((640, 200), f"oom {i}"), "<image>\nFree OCR.", ImageOptions())
                 for i in range(2)]
-    fired = []
+    fired, lone_steps = [], []
 
     def at_two_rows(rows: int) -> bool:
+        if rows == 1:
+            lone_steps.append(rows)
         if rows == 2 and not fired:
             fired.append(rows)
             return True
@@ -100,7 +107,9 @@ def test_out_of_memory_in_decode_evicts_the_newest_row(family):
     try:
         alone = _run(engine, [(prepared[0], _params(300))], [0])[0]
         model.forward = _failing_decode(model, torch.OutOfMemoryError("CUDA out of memory."), at_two_rows)
-        older, newer = _run(engine, [(prepared[0], _params(300)), (prepared[1], _params(300))], [0, 0.4])
+        # the newer row joins once the older one is decoding, however slow the machine (a fixed delay was flaky)
+        older, newer = _run(engine, [(prepared[0], _params(300)), (prepared[1], _params(300))],
+                            [0, lambda: len(lone_steps) >= 3])
         del model.forward
     finally:
         engine.stop()
