@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,9 @@ def image_file(path: Path) -> PageImage:
     return PageImage(data, _MIME.get(path.suffix.lower(), "application/octet-stream"))
 
 
-def pdf_page_count(path: Path) -> int:
+@contextmanager
+def _open_pdf(path: Path) -> Iterator[Any]:
+    """The document, under the pdfium lock, closed afterwards; an unreadable file is a PageError."""
     import pypdfium2 as pdfium
 
     with _PDFIUM_LOCK:
@@ -51,9 +55,14 @@ def pdf_page_count(path: Path) -> int:
         except (pdfium.PdfiumError, OSError, ValueError) as exc:
             raise PageError(f"not a readable PDF ({exc})") from exc
         try:
-            count = len(pdf)
+            yield pdf
         finally:
             pdf.close()
+
+
+def pdf_page_count(path: Path) -> int:
+    with _open_pdf(path) as pdf:
+        count = len(pdf)
     if count == 0:
         raise PageError("a PDF without pages")
     return count
@@ -63,11 +72,7 @@ def render_pdf_page(path: Path, index: int, dpi: int = PDF_DPI, max_pixels: int 
     """Page ``index`` (0-based) as a PNG at ``dpi``, scaled down if it would exceed ``max_pixels``."""
     import pypdfium2 as pdfium
 
-    with _PDFIUM_LOCK:
-        try:
-            pdf = pdfium.PdfDocument(str(path))
-        except (pdfium.PdfiumError, OSError, ValueError) as exc:
-            raise PageError(f"not a readable PDF ({exc})") from exc
+    with _open_pdf(path) as pdf:
         try:
             page = pdf[index]
             try:
@@ -80,8 +85,6 @@ def render_pdf_page(path: Path, index: int, dpi: int = PDF_DPI, max_pixels: int 
                 page.close()
         except pdfium.PdfiumError as exc:
             raise PageError(f"page {index + 1} cannot be rendered ({exc})") from exc
-        finally:
-            pdf.close()
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return PageImage(buffer.getvalue(), "image/png")

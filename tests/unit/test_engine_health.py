@@ -3,7 +3,6 @@ turns the engine unhealthy (readiness and liveness red) and it refuses new work.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from predictor.errors import EngineFault, NotReady, OutOfMemory
 from predictor.families.base import ImageOptions, LoadSettings
 from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
+from tests.engine_rows import run_rows
 
 
 def test_error_classification():
@@ -53,25 +53,6 @@ def _engine(family) -> Engine:
     return engine
 
 
-def _run(engine: Engine, items, delays):
-    """``delays`` are seconds, or callables polled until true (a join that waits for an engine state, not a clock)."""
-    async def one(prepared, params, delay):
-        if callable(delay):
-            while not delay():
-                await asyncio.sleep(0.005)
-        else:
-            await asyncio.sleep(delay)
-        engine.reserve()
-        try:
-            return await engine.generate(prepared, params)
-        except Exception as exc:  # noqa: BLE001 - the test inspects each outcome
-            return exc
-        finally:
-            engine.release()
-
-    async def main():
-        return await asyncio.gather(*(one(p, s, d) for (p, s), d in zip(items, delays, strict=True)))
-    return asyncio.run(main())
 
 
 def _params(n: int) -> SamplingParams:
@@ -105,10 +86,10 @@ def test_out_of_memory_in_decode_evicts_the_newest_row(family):
         return False
 
     try:
-        alone = _run(engine, [(prepared[0], _params(300))], [0])[0]
+        alone = run_rows(engine, [(prepared[0], _params(300))], [0])[0]
         model.forward = _failing_decode(model, torch.OutOfMemoryError("CUDA out of memory."), at_two_rows)
         # the newer row joins once the older one is decoding, however slow the machine (a fixed delay was flaky)
-        older, newer = _run(engine, [(prepared[0], _params(300)), (prepared[1], _params(300))],
+        older, newer = run_rows(engine, [(prepared[0], _params(300)), (prepared[1], _params(300))],
                             [0, lambda: len(lone_steps) >= 3])
         del model.forward
     finally:
@@ -127,7 +108,7 @@ def test_sticky_device_error_turns_the_engine_unhealthy(family):
         assert engine.health().ok
         model.forward = _failing_decode(model, RuntimeError("CUDA error: an illegal memory access was encountered"),
                                         lambda rows: True)
-        failed = _run(engine, [(prepared, _params(20))], [0])[0]
+        failed = run_rows(engine, [(prepared, _params(20))], [0])[0]
         del model.forward
         assert isinstance(failed, EngineFault)
         health = engine.health()

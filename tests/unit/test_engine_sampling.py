@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import torch
 
@@ -13,6 +11,7 @@ from predictor.errors import EngineFault
 from predictor.families.base import ImageOptions, LoadSettings
 from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
+from tests.engine_rows import run_rows
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +21,6 @@ def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
     return fam
 
 
-def _run(engine: Engine, items):
-    async def one(prepared, params):
-        engine.reserve()
-        try:
-            return await engine.generate(prepared, params)
-        except Exception as exc:  # noqa: BLE001 - the test inspects each outcome
-            return exc
-        finally:
-            engine.release()
-
-    async def main():
-        return await asyncio.gather(*(one(p, s) for p, s in items))
-    return asyncio.run(main())
 
 
 def _params(n: int, **kw) -> SamplingParams:
@@ -49,11 +35,11 @@ def test_overflowing_temperature_is_greedy_and_harms_nobody(family):
     prepared = [family.prepare(page_image((640, 200), f"row {i}"), "<image>\nFree OCR.", ImageOptions())
                 for i in range(5)]
     try:
-        greedy_alone = _run(engine, [(prepared[4], _params(30))])[0]
+        greedy_alone = run_rows(engine, [(prepared[4], _params(30))])[0]
         # 1e-45 is the smallest float32 (a subnormal): logits / T overflow to inf even for the tiny model's logits
         tiny = [_params(30, temperature=t, seed=1) for t in (2e-39, 1e-45)]
         items = [(p, _params(60)) for p in prepared[:3]] + [(prepared[4], tiny[0]), (prepared[4], tiny[1])]
-        results = _run(engine, items)
+        results = run_rows(engine, items)
     finally:
         engine.stop()
     assert not [r for r in results if isinstance(r, Exception)], results
@@ -69,11 +55,11 @@ def test_a_row_without_a_valid_distribution_fails_alone(family):
     prepared = [family.prepare(page_image((640, 200), f"row {i}"), "<image>\nFree OCR.", ImageOptions())
                 for i in range(3)]
     try:
-        alone = _run(engine, [(prepared[0], _params(40))])[0]
+        alone = run_rows(engine, [(prepared[0], _params(40))])[0]
         items = [(prepared[0], _params(40)), (prepared[1], _params(40, temperature=float("inf"), seed=3)),
                  (prepared[2], _params(40))]
-        first, poisoned, third = _run(engine, items)
-        after = _run(engine, [(prepared[0], _params(40))])[0]  # the engine (and the scrubbed slot) still work
+        first, poisoned, third = run_rows(engine, items)
+        after = run_rows(engine, [(prepared[0], _params(40))])[0]  # the engine (and the scrubbed slot) still work
     finally:
         engine.stop()
     assert isinstance(poisoned, EngineFault) and "sampling" in poisoned.message
@@ -108,10 +94,10 @@ def test_seeded_sampling_is_reproducible_alone_and_batched(family):
              (prepared[1], _params(30, temperature=1.3, top_p=0.8, seed=11)),
              (prepared[2], _params(30))]
     try:
-        alone = [_run(engine, [item])[0] for item in items]
-        batched = _run(engine, items)
-        again = _run(engine, [items[0]])[0]
-        greedy = _run(engine, [(prepared[0], _params(30))])[0]
+        alone = [run_rows(engine, [item])[0] for item in items]
+        batched = run_rows(engine, items)
+        again = run_rows(engine, [items[0]])[0]
+        greedy = run_rows(engine, [(prepared[0], _params(30))])[0]
     finally:
         engine.stop()
     assert [r.token_ids for r in batched] == [r.token_ids for r in alone]

@@ -1,0 +1,29 @@
+"""Run rows through a started engine from a test, each outcome (result or exception) returned in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from predictor.engine.engine import Engine
+
+
+def run_rows(engine: Engine, items: Sequence, delays: Sequence[float | Callable[[], bool]] | None = None) -> list:
+    """``items`` are (prepared, params) pairs. ``delays`` are seconds, or callables polled until true (a join that
+    waits for an engine state rather than a clock)."""
+    async def one(prepared, params, delay):
+        if callable(delay):
+            while not delay():
+                await asyncio.sleep(0.005)
+        else:
+            await asyncio.sleep(delay)
+        async with engine.slot():
+            try:
+                return await engine.generate(prepared, params)
+            except Exception as exc:  # noqa: BLE001 - the test inspects each outcome
+                return exc
+
+    async def main():
+        waits = delays if delays is not None else [0] * len(items)
+        return await asyncio.gather(*(one(p, s, d) for (p, s), d in zip(items, waits, strict=True)))
+    return asyncio.run(main())
