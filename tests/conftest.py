@@ -37,3 +37,15 @@ def png_bytes(size: tuple[int, int] = (640, 200), text: str = "Hello DeepSeek-OC
     buf = io.BytesIO()
     page_image(size, text).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def blank_pdf(pages: int, size: tuple[float, float] = (612, 792)) -> bytes:
+    """Empty pages of any size in points: a few hundred bytes whatever the page size (as an attacker would send)."""
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument.new()
+    for _ in range(pages):
+        pdf.new_page(*size)
+    buf = io.BytesIO()
+    pdf.save(buf)
+    return buf.getvalue()

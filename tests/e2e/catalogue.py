@@ -21,6 +21,8 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from PIL import Image
 
+from tests.conftest import blank_pdf
+
 MODEL = "deepseek-ocr"
 CHAT, V1, V2 = "/v1/chat/completions", f"/v1/models/{MODEL}:predict", f"/v2/models/{MODEL}/infer"
 
@@ -30,17 +32,6 @@ def png(size: tuple[int, int] = (64, 64)) -> bytes:
     Image.new("RGB", size, "white").save(buf, format="PNG")
     return buf.getvalue()
 
-
-def blank_pdf(pages: int, size: tuple[float, float] = (612, 792)) -> bytes:
-    """Empty pages of any size in points: a few hundred bytes whatever the page size."""
-    import pypdfium2 as pdfium
-
-    pdf = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        pdf.new_page(*size)
-    buf = io.BytesIO()
-    pdf.save(buf)
-    return buf.getvalue()
 
 
 def b64(data: bytes) -> str:

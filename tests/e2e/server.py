@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -74,3 +76,14 @@ def start_server(model_dir: str, log_path: str, *extra: str, env: dict[str, str]
     log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
     return Server(process, http_port, grpc_port, log_path)
+
+
+@contextmanager
+def served(model_dir: str, log_path: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A started server, ready for requests, stopped however the block ends."""
+    srv = start_server(model_dir, log_path, *extra, env=env)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()

@@ -16,7 +16,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from openai import AuthenticationError, OpenAI
 
 from tests.conftest import png_bytes
-from tests.e2e.server import Server, start_server
+from tests.e2e.server import Server, served
 
 MODEL = "deepseek-ocr"
 PNG = png_bytes()
@@ -32,14 +32,10 @@ def locked(tiny_v2_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Server
     tmp = tmp_path_factory.mktemp("locked")
     key_file = tmp / "keys"
     key_file.write_text(f"# rotated in on Monday\n{KEY_FILE}\n")
-    srv = start_server(tiny_v2_dir, str(tmp / "server.log"), "--api_key_file", str(key_file),
+    with served(tiny_v2_dir, str(tmp / "server.log"), "--api_key_file", str(key_file),
                        "--enable_repository_extension", "true", "--default_max_tokens", "8",
-                       env={"PREDICTOR_API_KEY": KEY_ENV})
-    try:
-        srv.wait_ready()
+                       env={"PREDICTOR_API_KEY": KEY_ENV}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_probes_and_metrics_stay_open(locked):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.catalogue import catalogue, good_request, run_case
-from tests.e2e.server import Server, start_server
+from tests.e2e.server import Server, served
 
 CASES = catalogue()
 
@@ -15,12 +15,8 @@ CASES = catalogue()
 @pytest.fixture(scope="module")
 def target(tiny_v2_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Server:
     log = str(tmp_path_factory.mktemp("logs") / "catalogue.log")
-    srv = start_server(tiny_v2_dir, log, "--max_images_per_request", "8", "--max_instances", "16")
-    try:
-        srv.wait_ready()
+    with served(tiny_v2_dir, log, "--max_images_per_request", "8", "--max_instances", "16") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.protocol}: {c.name}" for c in CASES])

@@ -5,18 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.client_helpers import check_complete, make_images, metric, run_client, summary_count
-from tests.e2e.server import Server, start_server
+from tests.e2e.server import Server, served
 
 
 @pytest.fixture(scope="module")
 def small_server(tiny_v2_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Server:
     log = str(tmp_path_factory.mktemp("logs") / "small-server.log")
-    srv = start_server(tiny_v2_dir, log, "--max_batch_size", "1", "--max_queue", "1")
-    try:
-        srv.wait_ready()
+    with served(tiny_v2_dir, log, "--max_batch_size", "1", "--max_queue", "1") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_concurrency_8_succeeds_through_retries_and_counts_them(small_server, tmp_path):

@@ -18,7 +18,7 @@ from openai import APITimeoutError, OpenAI, RateLimitError
 
 from tests.conftest import png_bytes
 from tests.e2e.metrics_probe import in_flight, tokens_after, wait_idle
-from tests.e2e.server import Server, start_server
+from tests.e2e.server import Server, served
 
 MODEL = "deepseek-ocr"
 B64 = base64.b64encode(png_bytes()).decode()
@@ -29,13 +29,9 @@ LONG = {"max_tokens": 3000, "min_tokens": 3000, "ngram_size": 0}
 @pytest.fixture(scope="module")
 def small(tiny_v2_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Server:
     log = str(tmp_path_factory.mktemp("logs") / "small.log")
-    srv = start_server(tiny_v2_dir, log, "--max_batch_size", "2", "--max_queue", "2",
-                       "--max_images_per_request", "8", "--default_max_tokens", "16")
-    try:
-        srv.wait_ready()
+    with served(tiny_v2_dir, log, "--max_batch_size", "2", "--max_queue", "2",
+                       "--max_images_per_request", "8", "--default_max_tokens", "16") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _chat(images: int = 1, **options) -> dict:

@@ -23,7 +23,7 @@ import httpx
 
 from tests.e2e import catalogue as cat
 from tests.e2e.metrics_probe import generated, in_flight, wait_idle
-from tests.e2e.server import Server, start_server
+from tests.e2e.server import Server, served, start_server
 from tests.soak import pdf_memory
 
 FAILURES: list[str] = []
@@ -37,12 +37,8 @@ def figure(name: str, value: object, ok: bool = True) -> None:
 
 @contextlib.contextmanager
 def serving(model_dir: str, logs: Path, name: str, *flags: str) -> Iterator[Server]:
-    srv = start_server(model_dir, str(logs / f"{name}.log"), *flags)
-    try:
-        srv.wait_ready()
+    with served(model_dir, str(logs / f"{name}.log"), *flags) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _chat(max_tokens: int = 8, **extra: object) -> dict:

@@ -17,7 +17,7 @@ from predictor.documents import (
     render_pdf,
 )
 from predictor.errors import InvalidRequest, PayloadTooLarge
-from tests.conftest import png_bytes
+from tests.conftest import blank_pdf, png_bytes
 
 PNG = png_bytes((64, 32))
 
@@ -81,17 +81,6 @@ def test_pdf_pages_dpi_and_limits():
     assert len(decode_document(PNG, "doc", 10**8, 5)) == 1
 
 
-def _blank_pdf(pages: int, size: tuple[float, float]) -> bytes:
-    """Empty pages of any size in points: a few hundred bytes whatever the size (as an attacker would send)."""
-    import pypdfium2 as pdfium
-
-    pdf = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        pdf.new_page(*size)
-    buf = io.BytesIO()
-    pdf.save(buf)
-    return buf.getvalue()
-
 
 def _limits(**kw) -> DocumentLimits:
     values = {"max_image_pixels": 10**8, "max_pdf_pages": 32, "max_page_pixels": 16_000_000,
@@ -117,13 +106,13 @@ def test_request_page_limit_is_checked_before_rendering(monkeypatch):
 
 
 def test_huge_pages_render_below_144_dpi_and_the_request_pixel_budget(monkeypatch):
-    huge = _blank_pdf(1, (14400, 14400))  # 200 x 200 inches: 829 MP at 144 DPI, a few hundred bytes of PDF
+    huge = blank_pdf(1, (14400, 14400))  # 200 x 200 inches: 829 MP at 144 DPI, a few hundred bytes of PDF
     assert len(huge) < 5000
     (page,) = decode_documents([(huge, "doc")], _limits(max_page_pixels=4_000_000))[0]
     assert page.width * page.height <= 4_000_000 and page.width >= 1990
     _no_rendering(monkeypatch)
     with pytest.raises(InvalidRequest, match="render to more than") as info:
-        decode_documents([(_blank_pdf(4, (14400, 14400)), "doc")], _limits(max_request_pixels=10_000_000,
+        decode_documents([(blank_pdf(4, (14400, 14400)), "doc")], _limits(max_request_pixels=10_000_000,
                                                                       max_page_pixels=4_000_000))
     assert info.value.param == "doc"
 
@@ -131,7 +120,7 @@ def test_huge_pages_render_below_144_dpi_and_the_request_pixel_budget(monkeypatc
 def test_pages_with_absurd_aspect_ratios_are_refused_before_rendering(monkeypatch):
     _no_rendering(monkeypatch)
     with pytest.raises(InvalidRequest, match="aspect ratio"):
-        decode_documents([(_blank_pdf(1, (14400, 10)), "doc")], _limits())
+        decode_documents([(blank_pdf(1, (14400, 10)), "doc")], _limits())
 
 
 def test_lazy_pages_render_one_at_a_time(monkeypatch):
