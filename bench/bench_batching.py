@@ -110,7 +110,8 @@ def build_service(args: argparse.Namespace, max_batch: int) -> OcrService:
         settings = Settings(device=args.device, max_batch_size=max_batch, max_new_tokens=8192)
         family, device = full_size_family(args.full_size, args.device)
         engine = Engine(family, device, max_batch_size=max_batch, max_batch_tokens=10**7, max_queue=10**4,
-                        request_timeout=3600, max_prefill_batch=args.prefill_batch or 4)
+                        request_timeout=3600, max_prefill_batch=args.prefill_batch or 4,
+                        prefill_workers=args.prefill_workers or 1)
         engine.start()
         return OcrService(settings, family, engine)
     checkpoint = args.checkpoint
@@ -120,7 +121,7 @@ def build_service(args: argparse.Namespace, max_batch: int) -> OcrService:
         checkpoint = build(tempfile.mkdtemp(prefix="bench-tiny-"), args.tiny)
     settings = Settings(model_dir=checkpoint, device=args.device, max_batch_size=max_batch,
                         max_batch_tokens=10**7, max_queue=10**4, request_timeout=3600,
-                        max_prefill_batch=args.prefill_batch)
+                        max_prefill_batch=args.prefill_batch, prefill_workers=args.prefill_workers)
     return load_runtime(settings).service
 
 
@@ -153,7 +154,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     await run_level(service, images[:1], 1, 4)  # warm-up
     prompt = service.family.prepare(images[0], "<image>\nFree OCR.", _image_options()).prompt_tokens
     result: dict[str, Any] = {"device": service.engine.worker.device, "family": service.family.name,
-                              "prefill_batch": service.engine.worker.max_prefill_batch, "page": args.page,
+                              "prefill_batch": service.engine.worker.max_prefill_batch,
+                              "prefill_workers": service.engine.worker.prefiller.workers, "page": args.page,
                               "page_size": PAGE_SIZES[args.page], "prompt_tokens": prompt, "pages": len(images),
                               "repeats": args.repeats, "omp_threads": os.environ.get("OMP_NUM_THREADS")}
     for tokens in args.tokens:
@@ -184,6 +186,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=0, help="pages per level (default: the largest concurrency)")
     parser.add_argument("--long-tokens", type=int, default=1000)
     parser.add_argument("--prefill-batch", type=int, default=0, help="0 = the server's auto choice")
+    parser.add_argument("--prefill-workers", type=int, default=0, help="0 = the server's auto choice")
     args = parser.parse_args()
     if 1 not in args.concurrency:
         args.concurrency = [1, *args.concurrency]

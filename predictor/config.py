@@ -53,6 +53,7 @@ class Settings:
     max_batch_tokens: int = 131072
     max_queue: int = 64
     max_prefill_batch: int = 0
+    prefill_workers: int = 0
     request_timeout: float = 600.0
     max_body_bytes: int = 32 * 1024 * 1024
     max_image_pixels: int = 50_000_000
@@ -112,6 +113,8 @@ _HELP = {
     "max_queue": "requests waiting beyond the running batch; more get 429",
     "max_prefill_batch": "requests prefilled in one forward (0 = auto: 4 on CUDA, 1 on CPU where batching "
                          "the vision encoder measured no faster)",
+    "prefill_workers": "prefills running at once beside the decode loop (0 = auto: 2 on CPU, where a second one "
+                       "keeps both cores busy while rows decode; 1 on CUDA, one prefill stream)",
     "request_timeout": "seconds a request may take end to end",
     "max_body_bytes": "largest request body",
     "max_image_pixels": "largest decoded image (width x height)",
@@ -199,8 +202,8 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
     for name in positive:
         if getattr(s, name) < 1:
             raise ConfigError(f"--{name} must be at least 1, got {getattr(s, name)}")
-    if s.max_queue < 0 or s.max_prefill_batch < 0:
-        raise ConfigError("--max_queue and --max_prefill_batch must be 0 or more")
+    if s.max_queue < 0 or s.max_prefill_batch < 0 or s.prefill_workers < 0:
+        raise ConfigError("--max_queue, --max_prefill_batch and --prefill_workers must be 0 or more")
     if s.default_max_tokens > s.max_new_tokens:
         raise ConfigError(f"--default_max_tokens ({s.default_max_tokens}) exceeds --max_new_tokens "
                           f"({s.max_new_tokens})")

@@ -27,6 +27,7 @@ class Hardware:
     attn_implementation: str
     experts_implementation: str | None
     max_prefill_batch: int
+    prefill_workers: int
     description: str
 
 
@@ -68,10 +69,14 @@ def resolve(settings: Settings) -> Hardware:
         what = f"cpu ({torch.get_num_threads()} threads)"
     # On CPU a batched vision encoder measured no faster per image (and slower at 8): prefill one at a time.
     prefill = settings.max_prefill_batch or (4 if device == "cuda" else 1)
+    # On CPU the decode loop is mostly Python and the vision encoder mostly kernels (the GIL is released inside
+    # them), so two prefills beside the decode loop keep two cores busy: measured c=8 over c=1 2.5x -> 2.9x at
+    # 512 tokens (docs/PERFORMANCE.md). On CUDA one prefill stream; batching (max_prefill_batch) does the rest.
+    workers = settings.prefill_workers or (1 if device == "cuda" else 2)
     description = (f"device={what} dtype={str(dtype).removeprefix('torch.')} attention={attn} "
-                   f"experts={experts or 'library default'} prefill_batch={prefill} torch={torch.__version__} "
-                   "compile=disabled")
-    return Hardware(device, dtype, attn, experts, prefill, description)
+                   f"experts={experts or 'library default'} prefill_batch={prefill} prefill_workers={workers} "
+                   f"torch={torch.__version__} compile=disabled")
+    return Hardware(device, dtype, attn, experts, prefill, workers, description)
 
 
 def disable_compile() -> None:

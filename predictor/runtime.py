@@ -79,7 +79,8 @@ def load_runtime(settings: Settings) -> Runtime:
                                    hardware.experts_implementation), config)
     engine = Engine(family, hardware.device, max_batch_size=settings.max_batch_size,
                     max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
-                    request_timeout=settings.request_timeout, max_prefill_batch=hardware.max_prefill_batch)
+                    request_timeout=settings.request_timeout, max_prefill_batch=hardware.max_prefill_batch,
+                    prefill_workers=hardware.prefill_workers)
     engine.start()
-    return Runtime(settings, hardware, family, engine, OcrService(settings, family, engine,
-                                                                     hardware.max_prefill_batch))
+    in_prefill = hardware.max_prefill_batch * hardware.prefill_workers
+    return Runtime(settings, hardware, family, engine, OcrService(settings, family, engine, in_prefill))

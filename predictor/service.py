@@ -55,16 +55,17 @@ class OcrOutput:
 
 
 class OcrService:
-    def __init__(self, settings: Settings, family: ModelFamily, engine: Engine, max_prefill_batch: int = 1):
+    def __init__(self, settings: Settings, family: ModelFamily, engine: Engine, in_prefill: int = 1):
+        """``in_prefill``: pages the engine may be prefilling at once (prefill batch x prefill workers)."""
         self.settings = settings
         self.family = family
         self.engine = engine
         self.resolver = Resolver(settings, family)
         # A prepared page holds its pixel tensors (~55 MB for a letter page in the v2 family) until it finishes.
-        # Pages beyond the running batch plus one prefill's worth ready to join wait here unprepared, holding only
+        # Pages beyond the running batch plus what the prefill workers take at once wait here unprepared, holding only
         # their engine slot: a 32-page PDF or a full queue then costs a bounded amount of memory, not one prepared
         # page per queued page (measured: 32-page PDF peak RSS 2.9 GB -> 1.9 GB over idle on CPU).
-        self.in_work = asyncio.Semaphore(settings.max_batch_size + max(max_prefill_batch, 1))
+        self.in_work = asyncio.Semaphore(settings.max_batch_size + max(in_prefill, 1))
 
     # ---- one page ---------------------------------------------------------------------------------------------
 

@@ -22,11 +22,12 @@ from predictor.families.base import PreparedPrompt
 
 class Engine:
     def __init__(self, family: Any, device: Any, *, max_batch_size: int, max_batch_tokens: int, max_queue: int,
-                 request_timeout: float, max_prefill_batch: int = 1, stall_after: float = 120.0,
-                 probe_experts: bool | None = None):
+                 request_timeout: float, max_prefill_batch: int = 1, prefill_workers: int = 1,
+                 stall_after: float = 120.0, probe_experts: bool | None = None):
         """``probe_experts``: choose the MoE experts implementation per phase by measuring (default: on CUDA)."""
         self.family = family
-        self.worker = Worker(family, device, max_batch_size, max_batch_tokens, max_prefill_batch, stall_after)
+        self.worker = Worker(family, device, max_batch_size, max_batch_tokens, max_prefill_batch, stall_after,
+                             prefill_workers)
         self.capacity = max_batch_size + max_queue
         self.request_timeout = request_timeout
         self.in_flight = 0

@@ -8,6 +8,7 @@ once, instead of stalling the running decode batch once per request. Only prompt
 from __future__ import annotations
 
 import contextlib
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -75,20 +76,32 @@ class Prefilled:
 
 
 class Prefiller:
-    """Runs prefills on their own thread, so the running batch keeps decoding while new pages are encoded.
+    """Runs prefills on their own threads (``workers`` at once), so the running batch keeps decoding while new
+    pages are encoded.
 
-    On CPU the prefill thread uses another core (torch releases the GIL inside kernels). On CUDA it also queues
-    its kernels on its own stream: on one shared stream a decode step queued behind a vision-encoder pass would
-    wait for all of it; on two streams the GPU interleaves them, and the decode thread only waits (through an
-    event) for the prefill it is about to join, never for one still running.
+    On CPU a prefill thread uses another core (torch releases the GIL inside kernels, and a vision-encoder pass is
+    mostly kernels while a decode step is mostly Python); with two, a burst of pages is encoded two at a time.
+    On CUDA each prefill thread queues its kernels on its own stream: on one shared stream a decode step queued
+    behind a vision-encoder pass would wait for all of it; on separate streams the GPU interleaves them, and the
+    decode thread only waits (through an event) for the prefill it is about to join, never for one still running.
     """
 
-    def __init__(self, model: Any, device: Any, pad_id: int):
+    def __init__(self, model: Any, device: Any, pad_id: int, workers: int = 1):
         self.model = model
         self.device = device
         self.pad_id = pad_id
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocr-prefill")
-        self.stream = torch.cuda.Stream(device=device) if str(device).startswith("cuda") else None
+        self.workers = max(1, workers)
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ocr-prefill")
+        self._local = threading.local()  # each prefill thread's own CUDA stream
+
+    @property
+    def stream(self) -> Any:
+        """The calling prefill thread's CUDA stream (None on CPU), created on its first prefill."""
+        if not str(self.device).startswith("cuda"):
+            return None
+        if getattr(self._local, "stream", None) is None:
+            self._local.stream = torch.cuda.Stream(device=self.device)
+        return self._local.stream
 
     def submit(self, requests: list[GenerationRequest]) -> Future[list[Prefilled]]:
         return self.pool.submit(self._run, requests)
@@ -108,14 +121,15 @@ class Prefiller:
     def _forward(self, requests: list[GenerationRequest]) -> Prefilled:
         from transformers import DynamicCache
 
-        with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
+        stream = self.stream
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             inputs = self._to_device(collate([r.prepared for r in requests], self.pad_id))
             cache = DynamicCache(config=self.model.config)
             out = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
             done = Prefilled(requests, cache, inputs["attention_mask"], out.logits[:, -1].float())
-            if self.stream is not None:
+            if stream is not None:
                 done.ready = torch.cuda.Event()
-                done.ready.record(self.stream)
+                done.ready.record(stream)
         return done
 
     def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def _oom() -> OutOfMemory:
 
 class Worker:
     def __init__(self, family: Any, device: Any, max_batch_size: int, max_batch_tokens: int,
-                 max_prefill_batch: int, stall_after: float = 120.0):
+                 max_prefill_batch: int, stall_after: float = 120.0, prefill_workers: int = 1):
         self.family = family
         self.model = family.model
         self.device = torch.device(device)
@@ -62,7 +62,7 @@ class Worker:
         pad = family.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.eos)
         self.max_prefill_batch = max_prefill_batch
-        self.prefiller = Prefiller(self.model, device, self.pad_id)
+        self.prefiller = Prefiller(self.model, device, self.pad_id, prefill_workers)
         self.pending: list[tuple[futures.Future[list[Prefilled]], list[GenerationRequest]]] = []
         self.heartbeat = Heartbeat(stall_after)
         self.timer = StepTimer(device)

@@ -50,3 +50,13 @@ def test_bad_combinations_fail_with_a_clear_message(monkeypatch, argv, env, mess
 def test_model_id_and_model_dir_together(tiny_v2_dir):
     with pytest.raises(ConfigError, match="not both"):
         _settings(["--model_dir", tiny_v2_dir, "--model_id", "deepseek-ai/DeepSeek-OCR"])
+
+
+def test_prefill_workers_auto_and_explicit(monkeypatch):
+    from predictor.hardware import resolve
+
+    assert resolve(_settings(["--device", "cpu"])).prefill_workers == 2
+    assert resolve(_settings(["--device", "cpu", "--prefill_workers", "3"])).prefill_workers == 3
+    assert "prefill_workers=2" in resolve(_settings(["--device", "cpu"])).description
+    with pytest.raises(ConfigError, match="--prefill_workers"):
+        _settings(["--prefill_workers", "-1"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 import torch
@@ -264,3 +265,39 @@ def test_request_timeout_frees_the_row(family):
         assert (finished("timeout"), finished("cancelled")) == (before[0] + 1, before[1])  # a timeout is no cancel
     finally:
         engine.stop()
+
+
+class _Rendezvous:
+    """The real model, but each prefill waits until another prefill is inside the model too: it only gets through
+    when two prefills really run at the same time (one worker would break the barrier after its timeout)."""
+
+    def __init__(self, model, parties: int):
+        self.model = model
+        self.barrier = threading.Barrier(parties, timeout=30)
+        self.met = 0
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, **kwargs):
+        self.barrier.wait()
+        self.met += 1
+        return self.model(**kwargs)
+
+
+def test_two_prefill_workers_encode_two_pages_at_once(family):
+    items = [(_prepared(family, size, mode), _params(n)) for size, mode, n in CASES[:2]]
+    alone = _engine(family, max_prefill_batch=1)
+    try:
+        expected = [asyncio.run(_run_all(alone, [item]))[0].token_ids for item in items]
+    finally:
+        alone.stop()
+    engine = _engine(family, max_prefill_batch=1, prefill_workers=2)
+    prefiller = engine.worker.prefiller
+    prefiller.model = _Rendezvous(family.model, parties=2)
+    try:
+        got = asyncio.run(_run_all(engine, items))
+    finally:
+        engine.stop()
+    assert prefiller.model.met == 2 and engine.worker.largest_prefill == 1  # two forwards of one page, together
+    assert [g.token_ids for g in got] == expected
