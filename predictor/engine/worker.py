@@ -30,7 +30,7 @@ from predictor.engine.prefill import Prefilled, Prefiller
 from predictor.engine.rows import Row
 from predictor.engine.timing import StepTimer
 from predictor.engine.types import GenerationRequest
-from predictor.errors import Cancelled, EngineFault, OutOfMemory, RequestTimeout
+from predictor.errors import Cancelled, EngineFault, NotReady, OutOfMemory, RequestTimeout
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ def _need(request: GenerationRequest) -> int:
 
 def _oom() -> OutOfMemory:
     return OutOfMemory("out of GPU memory; retry later", retry_after=5)
+
+
+def _stopping() -> NotReady:
+    return NotReady("the model is unloading or this server is shutting down; retry", retry_after=1)
 
 
 class Worker:
@@ -67,6 +71,7 @@ class Worker:
         self.heartbeat = Heartbeat(stall_after)
         self.timer = StepTimer(device)
         self._stop = threading.Event()
+        self._submit_lock = threading.Lock()  # a request is either in the inbox before stop, or refused at once
         self.thread = threading.Thread(target=self._run, name="ocr-engine", daemon=True)
         self.steps = 0
         self.joined = 0
@@ -79,13 +84,23 @@ class Worker:
         self.thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.inbox.put(None)
+        """Stop after the current step; every request still held (running, prefilling, waiting) gets a 503."""
+        with self._submit_lock:
+            self._stop.set()
+            self.inbox.put(None)
         self.thread.join(timeout=10)
         self.prefiller.shutdown()
+        if not self.thread.is_alive():
+            self._refuse_all_on_stop()  # the loop never ran, or it is gone: nobody else touches the rows now
+        else:
+            log.error("the engine thread did not stop within 10 s; its requests end at their own timeout")
 
     def submit(self, request: GenerationRequest) -> None:
-        self.inbox.put(request)
+        with self._submit_lock:
+            if self._stop.is_set():
+                request.emit(_stopping())
+                return
+            self.inbox.put(request)
 
     @property
     def busy(self) -> bool:
@@ -333,6 +348,23 @@ class Worker:
         if is_fatal(exc):
             log.critical("unrecoverable device error; the engine stops and reports unhealthy: %s", exc)
             self.heartbeat.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+
+    def _refuse_all_on_stop(self) -> None:
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.waiting.append(item)
+        for _, group in self.pending:
+            for request in group:
+                request.emit(_stopping())
+        self.pending = []
+        while self.waiting:
+            self.waiting.popleft().emit(_stopping())
+        self._fail_all(_stopping)
+        metrics.QUEUED.set(0)
 
     def _refuse_waiting(self) -> None:
         while self.waiting:

@@ -81,6 +81,22 @@ _PODMONITOR = jsonschema.Draft7Validator(
                                 "port": {"type": "string"},
                                 "path": {"type": "string", "pattern": "^/"},
                                 "interval": {"type": "string", "pattern": r"^[0-9]+(ms|s|m|h)$"},
+                                # SafeAuthorization: a credential type and a key of a Secret in the monitor's namespace
+                                "authorization": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "type": {"type": "string"},
+                                        "credentials": {
+                                            "type": "object",
+                                            "additionalProperties": False,
+                                            "required": ["key"],
+                                            "properties": {"name": {"type": "string", "minLength": 1},
+                                                           "key": {"type": "string", "minLength": 1},
+                                                           "optional": {"type": "boolean"}},
+                                        },
+                                    },
+                                },
                             },
                         },
                     },

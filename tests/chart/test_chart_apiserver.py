@@ -337,6 +337,8 @@ def test_notes_warn_about_risky_settings_and_never_print_the_token(cluster):
         "--set", "resources.gpu.count=0",
         "--set", "securityContext.readOnlyRootFilesystem=false",
         "--set", "image.repository=registry.internal/ocr",
+        "--set", "auth.existingSecret=ocr-key",
+        "--set", "auth.metrics=true",
     )  # fmt: skip
     assert "hf_TopSecretValue123" not in notes
     assert "HF token: stored in Secret notes-deepseek-ocr-hf-token" in notes
@@ -344,6 +346,7 @@ def test_notes_warn_about_risky_settings_and_never_print_the_token(cluster):
     assert "WARNING: remoteImages.enabled lets clients make the server fetch URLs from images.example.com" in notes
     assert "WARNING: resources.gpu.count=0" in notes
     assert "WARNING: the hardened security context was relaxed" in notes
+    assert "WARNING: auth.metrics=true: /metrics needs the API key" in notes
     assert "KEDA scales on: sum(deepseek_ocr_requests_in_flight{" in notes and "target 6.4 in-flight" in notes
     assert "placeholder" not in notes
 

@@ -44,6 +44,19 @@ def test_monitoring_podmonitor_and_networkpolicy():
     assert rule["from"][1]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
 
 
+def test_podmonitor_sends_the_api_key_when_metrics_need_it():
+    def endpoint(**values: str) -> dict:
+        monitor = one(render(CI / "monitoring-values.yaml", set_values=values), "PodMonitor")
+        (ep,) = monitor["spec"]["podMetricsEndpoints"]
+        return ep
+
+    bearer = {"type": "Bearer", "credentials": {"name": "ocr-key", "key": "api-key"}}
+    assert endpoint(**{"auth.existingSecret": "ocr-key", "auth.metrics": "true"})["authorization"] == bearer
+    rotated = endpoint(**{"auth.existingSecret": "ocr-key", "auth.metrics": "true", "auth.metricsKey": "scrape"})
+    assert rotated["authorization"]["credentials"] == {"name": "ocr-key", "key": "scrape"}
+    assert "authorization" not in endpoint(**{"auth.existingSecret": "ocr-key"})  # /metrics stays open: no key sent
+
+
 def test_networkpolicy_without_peers_denies_all():
     docs = render(set_values={"networkPolicy.enabled": "true", "networkPolicy.allowSameNamespace": "false"})
     assert one(docs, "NetworkPolicy")["spec"]["ingress"] == []

@@ -3,6 +3,7 @@ turns the engine unhealthy (readiness and liveness red) and it refuses new work.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -118,3 +119,40 @@ def test_sticky_device_error_turns_the_engine_unhealthy(family):
         assert info.value.status == 503 and info.value.retry_after
     finally:
         engine.stop()
+
+
+def test_stop_fails_running_and_waiting_requests_at_once(family):
+    """Unloading the model (or a shutdown past its grace) stops the engine: every request it still holds gets a
+    503 right away instead of hanging until its own timeout (120 s here)."""
+    engine = Engine(family, "cpu", max_batch_size=1, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
+                    max_prefill_batch=1)
+    engine.start()
+    prepared = family.prepare(page_image((640, 200), "stop"), "<image>\nFree OCR.", ImageOptions())
+
+    async def main():
+        async def one():
+            async with engine.slot():
+                try:
+                    return await engine.generate(prepared, _params(100_000))
+                except Exception as exc:  # noqa: BLE001 - the test inspects each outcome
+                    return exc
+        tasks = [asyncio.create_task(one()) for _ in range(2)]
+        for _ in range(3000):  # one row decoding, the other waiting for its slot
+            if engine.worker.rows and engine.worker.waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.worker.rows and engine.worker.waiting
+        await asyncio.to_thread(engine.stop)
+        return await asyncio.wait_for(asyncio.gather(*tasks), timeout=15)
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, NotReady) and o.status == 503 and o.retry_after for o in outcomes), outcomes
+    late = asyncio.run(_submit_after_stop(engine, prepared))
+    assert isinstance(late, NotReady)
+
+
+async def _submit_after_stop(engine: Engine, prepared):
+    try:
+        return await asyncio.wait_for(engine.generate(prepared, _params(4)), timeout=15)
+    except Exception as exc:  # noqa: BLE001
+        return exc
