@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Sequence
 
 from predictor.engine.engine import Engine
@@ -19,7 +20,7 @@ def run_rows(engine: Engine, items: Sequence, delays: Sequence[float | Callable[
             await asyncio.sleep(delay)
         async with engine.slot():
             try:
-                return await engine.generate(prepared, params)
+                return await engine.generate(copy.copy(prepared), params)  # the engine consumes it
             except Exception as exc:  # noqa: BLE001 - the test inspects each outcome
                 return exc
 

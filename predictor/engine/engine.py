@@ -78,8 +78,11 @@ class Engine:
         """Yield ``Delta``s (when streaming) and finally one ``GenerationResult``; raise the request's error.
 
         The caller must hold a slot (``async with engine.slot():``). Closing the iterator early cancels the generation:
-        the row leaves the batch at the next decode step.
+        the row leaves the batch at the next decode step. The engine consumes ``prepared``: its tensors are released
+        once the prompt is prefilled, so prepare again to generate twice.
         """
+        if not prepared.inputs:
+            raise ValueError("this prepared prompt was already used (its tensors are released); prepare again")
         deadline = time.monotonic() + self.request_timeout
         request = GenerationRequest(prepared=prepared, params=params, stream=stream, request_id=request_id,
                                     loop=asyncio.get_running_loop(), events=asyncio.Queue(), deadline=deadline)

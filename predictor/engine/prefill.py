@@ -21,6 +21,16 @@ from predictor.families.base import PreparedPrompt
 
 _TOKEN_KEYS = ("input_ids", "attention_mask")
 
+# Prefills run side by side only while their image tensors together stay within this many floats: two one-view pages
+# (a 1024x1024 global view each, 3.1 M values) may, a page with tiles (a letter page in v2: 13.8 M values) goes
+# alone. A vision-encoder pass's activations grow with its views (measured on CPU, tiny v2: +260 MB for one view,
+# +500 MB for a letter page), so this keeps a burst of large pages to one pass's peak memory.
+PARALLEL_IMAGE_VALUES = 8_000_000
+
+
+def image_values(prepared: PreparedPrompt) -> int:
+    return sum(v.numel() for v in prepared.inputs.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
+
 
 def collate(batch: list[PreparedPrompt], pad_id: int) -> dict[str, Any]:
     """One forward's kwargs: token tensors left-padded, image tensors concatenated, list fields joined.
@@ -93,6 +103,10 @@ class Prefiller:
         self.workers = max(1, workers)
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ocr-prefill")
         self._local = threading.local()  # each prefill thread's own CUDA stream
+        self._gate = threading.Condition()
+        self._in_flight = 0  # image floats of the prefills running now
+        self.most_at_once = 0  # most prefills that ran side by side (observability, tests)
+        self._running = 0
 
     @property
     def stream(self) -> Any:
@@ -104,7 +118,23 @@ class Prefiller:
         return self._local.stream
 
     def submit(self, requests: list[GenerationRequest]) -> Future[list[Prefilled]]:
-        return self.pool.submit(self._run, requests)
+        return self.pool.submit(self._gated, requests)
+
+    def _gated(self, requests: list[GenerationRequest]) -> list[Prefilled]:
+        """Run a prefill once it fits beside the running ones (``PARALLEL_IMAGE_VALUES``); a lone one always fits."""
+        size = sum(image_values(r.prepared) for r in requests)
+        with self._gate:
+            self._gate.wait_for(lambda: self._running == 0 or self._in_flight + size <= PARALLEL_IMAGE_VALUES)
+            self._in_flight += size
+            self._running += 1
+            self.most_at_once = max(self.most_at_once, self._running)
+        try:
+            return self._run(requests)
+        finally:
+            with self._gate:
+                self._in_flight -= size
+                self._running -= 1
+                self._gate.notify_all()
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -129,7 +159,9 @@ class Prefiller:
             done = Prefilled(requests, cache, inputs["attention_mask"], out.logits[:, -1].float())
             if stream is not None:
                 done.ready = torch.cuda.Event()
-                done.ready.record(stream)
+                done.ready.record(stream)  # the pixels may go: kernels queued on this stream keep their memory
+        for request in requests:
+            request.prepared.release()
         return done
 
     def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:

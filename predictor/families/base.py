@@ -43,6 +43,11 @@ class PreparedPrompt:
     # Prompts with equal keys can be prefilled in one forward (their image tensors concatenate).
     group_key: Hashable = None
 
+    def release(self) -> None:
+        """Drop the forward's tensors once the prompt is prefilled: a running row needs only the counts above, and a
+        letter page's pixels are ~55 MB in the v2 family (x the running batch, while every row decodes)."""
+        self.inputs = {}
+
 
 @dataclass(frozen=True)
 class LoadSettings:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 
 import pytest
 import torch
 
 from predictor.engine.engine import Engine
+from predictor.engine.prefill import PARALLEL_IMAGE_VALUES, image_values
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.errors import EngineFault, Overloaded
 from predictor.families.base import ImageOptions, LoadSettings
@@ -46,7 +48,7 @@ def _params(n: int, **kw) -> SamplingParams:
 async def _run_all(engine: Engine, items):
     async def one(prepared, params):
         async with engine.slot():
-            return await engine.generate(prepared, params)
+            return await engine.generate(copy.copy(prepared), params)  # the engine consumes it
     return await asyncio.gather(*(one(p, s) for p, s in items))
 
 
@@ -89,7 +91,7 @@ def test_poisoned_request_fails_alone(family):
         async def one(prepared, params):
             async with engine.slot():
                 try:
-                    return await engine.generate(prepared, params)
+                    return await engine.generate(copy.copy(prepared), params)  # the engine consumes it
                 except Exception as exc:  # noqa: BLE001 - the test compares the failure itself
                     return exc
         return await asyncio.gather(one(*good[0]), one(bad, _params(5)), one(*good[1]))
@@ -128,7 +130,7 @@ def test_cancelled_stream_frees_its_row(family):
 
     async def scenario():
         async with engine.slot():
-            events = engine.events(prepared, _params(2000), stream=True)
+            events = engine.events(copy.copy(prepared), _params(2000), stream=True)
             got = 0
             async for event in events:
                 assert isinstance(event, Delta | GenerationResult)
@@ -157,7 +159,7 @@ def test_stop_string_and_streaming_concatenation(family):
     async def collect(params, stream):
         deltas, result = [], None
         async with engine.slot():
-            async for event in engine.events(prepared, params, stream=stream):
+            async for event in engine.events(copy.copy(prepared), params, stream=stream):
                 if isinstance(event, Delta):
                     deltas.append(event.text)
                 else:
@@ -286,7 +288,9 @@ class _Rendezvous:
 
 
 def test_two_prefill_workers_encode_two_pages_at_once(family):
-    items = [(_prepared(family, size, mode), _params(n)) for size, mode, n in CASES[:2]]
+    pages = (("Free OCR.", 24), ("OCR.", 9))
+    items = [(_prepared(family, (640, 200), "global", text), _params(n)) for text, n in pages]
+    assert sum(image_values(p) for p, _ in items) <= PARALLEL_IMAGE_VALUES
     alone = _engine(family, max_prefill_batch=1)
     try:
         expected = [asyncio.run(_run_all(alone, [item]))[0].token_ids for item in items]
@@ -299,5 +303,18 @@ def test_two_prefill_workers_encode_two_pages_at_once(family):
         got = asyncio.run(_run_all(engine, items))
     finally:
         engine.stop()
-    assert prefiller.model.met == 2 and engine.worker.largest_prefill == 1  # two forwards of one page, together
+    assert prefiller.model.met == 2 and prefiller.most_at_once == 2  # two forwards of one page, together
     assert [g.token_ids for g in got] == expected
+
+
+def test_pages_with_tiles_are_encoded_one_at_a_time(family):
+    """Their vision-encoder activations are large: two workers never run two of them side by side."""
+    items = [(_prepared(family, (1000, 1400), "dynamic", text), _params(4)) for text in ("Free OCR.", "OCR.")]
+    assert image_values(items[0][0]) > PARALLEL_IMAGE_VALUES // 2
+    engine = _engine(family, max_prefill_batch=1, prefill_workers=2)
+    try:
+        results = asyncio.run(_run_all(engine, items))
+    finally:
+        engine.stop()
+    assert [len(r.token_ids) for r in results] == [4, 4]
+    assert engine.worker.prefiller.most_at_once == 1 and engine.worker.largest_prefill == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -77,7 +78,7 @@ def _run(engine: Engine, items, delays=None):
         await asyncio.sleep(delay)
         engine.reserve()
         try:
-            return await engine.generate(prepared, params)
+            return await engine.generate(copy.copy(prepared), params)  # the engine consumes it
         finally:
             engine.release()
 
@@ -128,3 +129,32 @@ def test_admission_budgets_rows_times_the_longest_row(family):
         assert engine.worker.batch.positions_held <= budget
     finally:
         engine.stop()
+
+
+def test_a_decoding_row_holds_no_pixels(family):
+    """Once prefilled, a page's pixel tensors (~55 MB for a letter page in v2) are freed while its row decodes."""
+    import gc
+    import weakref
+
+    engine = Engine(family, "cpu", max_batch_size=2, max_batch_tokens=100_000, max_queue=2, request_timeout=120)
+    engine.start()
+    prepared = family.prepare(page_image((640, 200), "pixels"), "<image>\nFree OCR.", ImageOptions())
+    pixels = weakref.ref(prepared.inputs["pixel_values"])
+
+    async def main():
+        task = asyncio.create_task(engine.generate(prepared, _params(400)))
+        for _ in range(3000):
+            if engine.worker.rows and engine.worker.rows[0].generated:
+                break
+            await asyncio.sleep(0.01)
+        gc.collect()
+        freed_while_decoding = pixels() is None and not task.done()
+        return freed_while_decoding, await task
+
+    try:
+        freed, result = asyncio.run(main())
+    finally:
+        engine.stop()
+    assert freed and len(result.token_ids) == 400
+    with pytest.raises(ValueError, match="prepare again"):
+        asyncio.run(engine.generate(prepared, _params(4)))

@@ -4,6 +4,7 @@ turns the engine unhealthy (readiness and liveness red) and it refuses new work.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 
 import pytest
@@ -133,7 +134,7 @@ def test_stop_fails_running_and_waiting_requests_at_once(family):
         async def one():
             async with engine.slot():
                 try:
-                    return await engine.generate(prepared, _params(100_000))
+                    return await engine.generate(copy.copy(prepared), _params(100_000))
                 except Exception as exc:  # noqa: BLE001 - the test inspects each outcome
                     return exc
         tasks = [asyncio.create_task(one()) for _ in range(2)]
@@ -153,6 +154,6 @@ def test_stop_fails_running_and_waiting_requests_at_once(family):
 
 async def _submit_after_stop(engine: Engine, prepared):
     try:
-        return await asyncio.wait_for(engine.generate(prepared, _params(4)), timeout=15)
+        return await asyncio.wait_for(engine.generate(copy.copy(prepared), _params(4)), timeout=15)
     except Exception as exc:  # noqa: BLE001
         return exc

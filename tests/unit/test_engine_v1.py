@@ -4,6 +4,7 @@ batched across modes, with the precomputed decode mask under both attention impl
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import pytest
 import torch
@@ -36,7 +37,8 @@ def test_v1_tokens_match_generate_alone_and_batched(tiny_v1_dir, attn):
     async def run(items):
         async def one(p, n):
             async with engine.slot():
-                return await engine.generate(p, SamplingParams(max_new_tokens=n, min_new_tokens=n, ngram_size=0))
+                params = SamplingParams(max_new_tokens=n, min_new_tokens=n, ngram_size=0)
+                return await engine.generate(copy.copy(p), params)  # the engine consumes it
         return await asyncio.gather(*(one(p, n) for p, n in items))
 
     try:
