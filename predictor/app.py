@@ -58,16 +58,16 @@ def _add_kserve_routes(app: FastAPI, model: OcrModel, settings: Settings) -> Any
     """KServe's REST routes (v1, v2, liveness, metrics) and its error handlers, over a repository holding the
     model under every served name: what kserve's REST server does when it starts, without binding a port."""
     from kserve.model_repository import ModelRepository
-    from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.rest.server import RESTServer
 
+    from predictor.dataplane import OcrDataPlane
     from predictor.repository import GuardedRepositoryExtension
 
     repository = ModelRepository()
     for name in settings.all_model_names:
         repository.update(model, name)
     extension = GuardedRepositoryExtension(repository, settings.enable_repository_extension)
-    server = RESTServer("kserve.model_server:app", DataPlane(repository), extension, http_port=0)
+    server = RESTServer("kserve.model_server:app", OcrDataPlane(repository), extension, http_port=0)
     server._register_endpoints(app)
     server._add_exception_handlers(app)
     return repository

@@ -179,3 +179,25 @@ def test_openai_pages_same_with_and_without_streaming(roomy_app):
     assert len(result["ocr"]["pages"]) == 2
     assert frames[-1]["usage"] == {k: result["usage"][k] for k in frames[-1]["usage"]}
     assert result["usage"]["completion_tokens"] == 12
+
+
+def test_v1_raw_body_as_octet_stream_or_untyped_is_an_image(app):
+    """kserve parses application/octet-stream (and untyped) bodies as JSON; raw image bytes sent that way are OCRed
+    like an image/png body, and what is neither image nor JSON gets a 400 naming the body."""
+    url = f"/v1/models/{MODEL}:predict"
+    octet, as_json = {"Content-Type": "application/octet-stream"}, {"Content-Type": "application/json"}
+
+    async def run():
+        async with _client(app) as client:
+            return [await client.post(url, content=png_bytes(), headers=octet),
+                    await client.post(url, content=png_bytes()),
+                    await client.post(url, content=b"\x00garbage", headers=octet),
+                    await client.post(url, content=b'{"instances": [', headers=as_json),
+                    await client.post(url, content=f'{{"instances": [{{"image": "{B64}", "max_tokens": 2}}]}}',
+                                      headers=octet)]
+
+    octet, untyped, garbage, broken, json_as_octet = asyncio.run(run())
+    for ok in (octet, untyped, json_as_octet):
+        assert ok.status_code == 200 and ok.json()["predictions"][0]["finish_reason"], ok.text
+    assert garbage.status_code == 400 and garbage.json() == {"error": "body is not a decodable image"}
+    assert broken.status_code == 400 and broken.json()["error"].startswith("body is not valid JSON"), broken.text
