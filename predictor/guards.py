@@ -33,9 +33,13 @@ def install_http(app: FastAPI, model: Any, settings: Settings) -> drain.Drainer:
 
 
 def install_server(server: Any, settings: Settings, model: Any) -> None:
-    """On a ``kserve.ModelServer`` before ``start()``: the guarded repository extension, gRPC API keys, and a
-    server readiness that asks the model (kserve's gRPC ``ServerReady`` answers true even with no model)."""
+    """On a ``kserve.ModelServer`` before ``start()``: the guarded repository extension, our dataplane (raw v1
+    bodies, see ``predictor/dataplane.py``), gRPC API keys, and a server readiness that asks the model (kserve's
+    gRPC ``ServerReady`` answers true even with no model)."""
+    from predictor.dataplane import OcrDataPlane
+
     repository.install(server, settings.enable_repository_extension)
+    server.dataplane = OcrDataPlane(model_registry=server.registered_models)
 
     async def ready() -> bool:
         return bool(await model.healthy())

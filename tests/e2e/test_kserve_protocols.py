@@ -46,9 +46,11 @@ def test_v1_predict_with_kserve_client(server):
     assert predictions[1]["usage"]["completion_tokens"] <= 4
 
 
-def test_v1_raw_image_body(server):
-    r = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", content=PNG, headers={"Content-Type": "image/png"},
-                   timeout=60)
+@pytest.mark.parametrize("content_type", ["image/png", "application/octet-stream", None])
+def test_v1_raw_image_body(server, content_type):
+    """curl --data-binary sends raw bytes; kserve alone parses octet-stream and untyped bodies as JSON."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", content=PNG, headers=headers, timeout=60)
     assert r.status_code == 200, r.text
     prediction = r.json()["predictions"][0]
     assert prediction["usage"]["image_tokens"] == 257 and prediction["finish_reason"] in ("stop", "length")
