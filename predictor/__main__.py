@@ -53,11 +53,30 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     # uvicorn's shutdown begins; uvicorn and the gRPC server then only close, hence their short grace.
     server = kserve.ModelServer(http_port=settings.http_port, grpc_port=settings.grpc_port,
                                 enable_grpc=settings.enable_grpc, workers=1, grace_period=2)
+    _log_like_kserve()
     guards.install_server(server, settings, model)
     for alias in settings.all_model_names[1:]:
         server.register_model(model, name=alias)
     log.info("serving %s as %s (model source: %s)", "DeepSeek-OCR", settings.all_model_names, settings.model_source)
     server.start([model])
+
+
+def _log_like_kserve() -> None:
+    """Our INFO lines (hardware choice, what is served, KV cache size, experts plan) in kserve's format and level.
+
+    kserve's logging config (applied when the ModelServer is built) only names its own and uvicorn's loggers, so
+    ours would fall through to Python's last-resort handler, which drops everything below WARNING. A config file
+    that configures ``predictor`` itself (``--log_config_file``) wins: then nothing is added.
+    """
+    from kserve.logging import KSERVE_LOGGER_DATE_FORMAT, KSERVE_LOGGER_FORMAT, logger
+
+    if log.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(KSERVE_LOGGER_FORMAT, KSERVE_LOGGER_DATE_FORMAT))
+    log.addHandler(handler)
+    log.setLevel(logger.getEffectiveLevel())
+    log.propagate = False
 
 
 if __name__ == "__main__":

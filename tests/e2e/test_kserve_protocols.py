@@ -274,3 +274,14 @@ curl -s {server.url}/v1/models/{MODEL}:predict -d '{{"instances": [{{"image": "'
     assert v1["predictions"][0]["usage"]["completion_tokens"] <= 3
     assert {o["name"] for o in v2["outputs"]} >= {"text", "usage"}
     assert "Content-Type: application/json" in mistake["error"]
+
+
+def test_start_up_log_says_what_runs(server):
+    """Our own INFO lines reach the server log: the hardware choice, what is served, the KV cache once allocated."""
+    r = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", content=PNG, headers={"Content-Type": "image/png"},
+                   timeout=60)
+    assert r.status_code == 200
+    with open(server.log_path, encoding="utf-8", errors="replace") as f:
+        log = f.read()  # whole: server.log() keeps only the tail
+    assert "hardware: device=cpu" in log and "prefill_workers=2" in log
+    assert "serving DeepSeek-OCR as ['deepseek-ocr', 'ocr-alias']" in log and "KV cache:" in log
