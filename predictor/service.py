@@ -61,7 +61,7 @@ class OcrService:
         self.family = family
         self.engine = engine
         self.resolver = Resolver(settings, family)
-        # A prepared page holds its pixel tensors (~55 MB for a letter page in the v2 family) until it finishes.
+        # A prepared page holds its pixel tensors (~55 MB for a letter page in the v2 family) until it is prefilled.
         # Pages beyond the running batch plus what the prefill workers take at once wait here unprepared, holding only
         # their engine slot: a 32-page PDF or a full queue then costs a bounded amount of memory, not one prepared
         # page per queued page (measured: 32-page PDF peak RSS 2.9 GB -> 1.9 GB over idle on CPU).

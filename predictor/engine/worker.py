@@ -91,7 +91,7 @@ class Worker:
         self.thread.join(timeout=10)
         self.prefiller.shutdown()
         if not self.thread.is_alive():
-            self._refuse_all_on_stop()  # the loop never ran, or it is gone: nobody else touches the rows now
+            self._refuse_all(_stopping)  # the loop never ran, or it is gone: nobody else touches the rows now
         else:
             log.error("the engine thread did not stop within 10 s; its requests end at their own timeout")
 
@@ -114,7 +114,7 @@ class Worker:
             try:
                 self._collect(block=not self.rows and not self.waiting and not self.pending)
                 if self.heartbeat.fatal is not None:
-                    self._refuse_waiting()
+                    self._refuse_all(lambda: EngineFault("the accelerator failed; this server is restarting"))
                     continue
                 self._admit()
                 self._merge_prefilled(wait=not self.rows)
@@ -349,7 +349,9 @@ class Worker:
             log.critical("unrecoverable device error; the engine stops and reports unhealthy: %s", exc)
             self.heartbeat.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
 
-    def _refuse_all_on_stop(self) -> None:
+    def _refuse_all(self, make_error: Callable[[], Exception]) -> None:
+        """Answer every request the worker holds: in the inbox, waiting, being prefilled (their prefill may still be
+        running; its result is dropped) and decoding."""
         while True:
             try:
                 item = self.inbox.get_nowait()
@@ -359,17 +361,12 @@ class Worker:
                 self.waiting.append(item)
         for _, group in self.pending:
             for request in group:
-                request.emit(_stopping())
+                request.emit(make_error())
         self.pending = []
         while self.waiting:
-            self.waiting.popleft().emit(_stopping())
-        self._fail_all(_stopping)
+            self.waiting.popleft().emit(make_error())
+        self._fail_all(make_error)
         metrics.QUEUED.set(0)
-
-    def _refuse_waiting(self) -> None:
-        while self.waiting:
-            self.waiting.popleft().emit(EngineFault("the accelerator failed; this server is restarting"))
-        self._fail_all(lambda: EngineFault("the accelerator failed; this server is restarting"))
 
     def _fail_request(self, request: GenerationRequest, exc: BaseException, stage: str) -> None:
         if is_oom(exc):

@@ -157,3 +157,43 @@ async def _submit_after_stop(engine: Engine, prepared):
         return await asyncio.wait_for(engine.generate(copy.copy(prepared), _params(4)), timeout=15)
     except Exception as exc:  # noqa: BLE001
         return exc
+
+
+def test_a_prefill_in_flight_when_the_device_fails_is_refused_at_once(family):
+    """A page still being encoded when a sticky device error hits is answered at once, not at its own timeout."""
+    import threading
+
+    engine = _engine(family)
+    model = engine.worker.model
+    second_prefill_started, release = threading.Event(), threading.Event()
+    real = engine.worker.prefiller.model
+
+    class HeldSecondPrefill:
+        calls = 0
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def __call__(self, **kwargs):
+            HeldSecondPrefill.calls += 1
+            if HeldSecondPrefill.calls == 2:
+                second_prefill_started.set()
+                release.wait(30)
+            return real(**kwargs)
+
+    engine.worker.prefiller.model = HeldSecondPrefill()
+    prepared = [family.prepare(page_image((640, 200), f"xid {i}"), "<image>\nFree OCR.", ImageOptions())
+                for i in range(2)]
+    fatal = RuntimeError("CUDA error: an illegal memory access was encountered")
+    model.forward = _failing_decode(model, fatal, lambda rows: second_prefill_started.is_set())
+    try:
+        started = time.monotonic()
+        first, second = run_rows(engine, [(prepared[0], _params(2000)), (prepared[1], _params(20))],
+                                 [0, lambda: engine.worker.rows != []])
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        del model.forward
+        engine.stop()
+    assert isinstance(first, EngineFault) and isinstance(second, EngineFault | NotReady), (first, second)
+    assert waited < 25  # the held prefill is released only after 30 s: the answer did not wait for it
