@@ -32,9 +32,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bench.full_size import full_size_family  # noqa: E402
 from predictor.config import Settings  # noqa: E402
 from predictor.engine.engine import Engine  # noqa: E402
-from predictor.options import OcrOptions  # noqa: E402
-from predictor.runtime import load_runtime  # noqa: E402
-from predictor.service import OcrService  # noqa: E402
+from predictor.ocr.options import OcrOptions  # noqa: E402
+from predictor.ocr.runtime import load_runtime  # noqa: E402
+from predictor.ocr.service import OcrService  # noqa: E402
 
 NGRAM = 30  # the server default guard (30/90) runs, as in production
 

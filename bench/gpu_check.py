@@ -155,7 +155,7 @@ def throughput(family: Any, device: str, levels: list[int], tokens: int) -> dict
     from bench.bench_batching import pages, run_level
     from predictor.config import Settings
     from predictor.engine.engine import Engine
-    from predictor.service import OcrService
+    from predictor.ocr.service import OcrService
 
     engine = Engine(family, device, max_batch_size=max(levels), max_batch_tokens=10**8, max_queue=10**4,
                     request_timeout=3600, max_prefill_batch=4, probe_experts=False)

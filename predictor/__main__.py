@@ -39,9 +39,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     import kserve
     from kserve import model_server
 
-    from predictor import guards
-    from predictor.app import build_app
-    from predictor.model import OcrModel
+    from predictor.app import build_app, install_server
+    from predictor.protocols.kserve.model import OcrModel
 
     model = OcrModel(settings)
     # kserve's REST server serves its module-level app and adds its own routes to it when it starts.
@@ -49,12 +48,12 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     # kserve hands its module-level args to the gRPC server: raise its 8 MiB message cap to our body limit.
     for key in ("grpc_max_send_message_length", "grpc_max_receive_message_length"):
         setattr(model_server.args, key, max(settings.max_body_bytes, getattr(args, key)))
-    # On SIGTERM our drain (predictor/drain.py) lets in-flight requests finish within --shutdown_grace before
+    # On SIGTERM our drain (predictor/server/drain.py) lets in-flight requests finish within --shutdown_grace before
     # uvicorn's shutdown begins; uvicorn and the gRPC server then only close, hence their short grace.
     server = kserve.ModelServer(http_port=settings.http_port, grpc_port=settings.grpc_port,
                                 enable_grpc=settings.enable_grpc, workers=1, grace_period=2)
     _log_like_kserve()
-    guards.install_server(server, settings, model)
+    install_server(server, settings, model)
     for alias in settings.all_model_names[1:]:
         server.register_model(model, name=alias)
     log.info("serving %s as %s (model source: %s)", "DeepSeek-OCR", settings.all_model_names, settings.model_source)

@@ -11,10 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
-from predictor import guards, http_errors, openai_api
 from predictor.config import Settings
-from predictor.model import OcrModel
+from predictor.errors import NotReady
+from predictor.protocols.kserve import repository as kserve_repository
+from predictor.protocols.kserve.model import OcrModel
+from predictor.protocols.openai import routes as openai_api
+from predictor.server import auth, disconnect, drain, http_errors
 
 
 def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI | None = None,
@@ -29,12 +33,12 @@ def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI
     if app is None:
         app = FastAPI(title="DeepSeek-OCR predictor", docs_url=None, redoc_url=None)
     openai_api.register(app, model)  # first, so ours win where a path is shared with KServe v1
-    guards.install_routes(app, model, docs=docs)
+    install_routes(app, model, docs=docs)
     _add_liveness(app, model)  # before KServe's, which answers "alive" whatever the engine's state
     if kserve_routes:
         _add_kserve_routes(app, model, settings)
     http_errors.install(app)
-    app.state.drainer = guards.install_http(app, model, settings)
+    app.state.drainer = install_http(app, model, settings)
     app.state.model = model
     return app
 
@@ -60,8 +64,8 @@ def _add_kserve_routes(app: FastAPI, model: OcrModel, settings: Settings) -> Any
     from kserve.model_repository import ModelRepository
     from kserve.protocol.rest.server import RESTServer
 
-    from predictor.dataplane import OcrDataPlane
-    from predictor.repository import GuardedRepositoryExtension
+    from predictor.protocols.kserve.dataplane import OcrDataPlane
+    from predictor.protocols.kserve.repository import GuardedRepositoryExtension
 
     repository = ModelRepository()
     for name in settings.all_model_names:
@@ -71,3 +75,59 @@ def _add_kserve_routes(app: FastAPI, model: OcrModel, settings: Settings) -> Any
     server._register_endpoints(app)
     server._add_exception_handlers(app)
     return repository
+
+
+def install_routes(app: FastAPI, model: Any, *, docs: bool = False) -> None:
+    """Before kserve's routes are added, so that ours win on a shared path."""
+    _honest_server_readiness(app, model)
+    if not docs:
+        _remove_docs(app)
+
+
+def install_http(app: FastAPI, model: Any, settings: Settings) -> drain.Drainer:
+    """Middlewares on ``app``, innermost first (Starlette puts the last one added outermost)."""
+    app.add_middleware(http_errors.UnexpectedErrorMiddleware)
+    app.add_middleware(http_errors.BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(disconnect.DisconnectMiddleware)
+    drainer = drain.Drainer(model, settings.shutdown_grace)
+    app.add_middleware(drain.DrainMiddleware, drainer=drainer)
+    app.add_middleware(auth.ApiKeyMiddleware, checker=auth.KeyChecker.from_settings(settings))
+    drain.wrap_lifespan(app, drainer)
+    return drainer
+
+
+def install_server(server: Any, settings: Settings, model: Any) -> None:
+    """On a ``kserve.ModelServer`` before ``start()``: the guarded repository extension, our dataplane (raw v1
+    bodies, see ``predictor/protocols/kserve/dataplane.py``), gRPC API keys, and a server readiness that asks the
+    model (kserve's gRPC ``ServerReady`` answers true even with no model)."""
+    from predictor.protocols.kserve.dataplane import OcrDataPlane
+
+    kserve_repository.install(server, settings.enable_repository_extension)
+    server.dataplane = OcrDataPlane(model_registry=server.registered_models)
+
+    async def ready() -> bool:
+        return bool(await model.healthy())
+
+    server.dataplane.ready = ready
+    checker = auth.KeyChecker.from_settings(settings)
+    if checker.enabled:
+        auth.install_grpc(checker)
+
+
+def _honest_server_readiness(app: FastAPI, model: Any) -> None:
+    """kserve's ``/v2/health/ready`` says ready while weights load or after an unload; ours asks the model.
+    Registered before kserve's routes, so it wins."""
+
+    async def ready() -> JSONResponse:
+        if not await model.healthy():
+            raise NotReady("the model is not ready", retry_after=5)
+        return JSONResponse({"ready": True})
+
+    app.add_api_route("/v2/health/ready", ready, methods=["GET"])
+
+
+def _remove_docs(app: FastAPI) -> None:
+    """The OpenAPI schema and Swagger UI describe every route to anyone who asks: off unless enabled."""
+    paths = {app.openapi_url, app.docs_url, app.redoc_url, "/docs/oauth2-redirect"} - {None}
+    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in paths]
+    app.openapi_url = app.docs_url = app.redoc_url = None

@@ -1,4 +1,4 @@
-"""Error types of the predictor. Each carries its HTTP meaning; ``predictor.http_errors`` maps them to
+"""Error types of the predictor. Each carries its HTTP meaning; ``predictor.server.http_errors`` maps them to
 responses in one place for every protocol (KServe v1/v2 and OpenAI)."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from predictor.client.pages import PageImage, load_page_image
 
 
 def draw_boxes(page: PageImage, blocks: list[dict[str, Any]]) -> bytes:
-    from predictor.grounding import Block, render
+    from predictor.ocr.grounding import Block, render
 
     names = {f.name for f in dataclasses.fields(Block)}
     parsed = [Block(**{k: v for k, v in block.items() if k in names}) for block in blocks

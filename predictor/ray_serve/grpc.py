@@ -69,8 +69,8 @@ class GrpcFrontend:
         from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
         from kserve.protocol.grpc.servicer import InferenceServicer
 
-        from predictor.auth import KeyChecker
-        from predictor.repository import GuardedRepositoryExtension
+        from predictor.protocols.kserve.repository import GuardedRepositoryExtension
+        from predictor.server.auth import KeyChecker
 
         repository = ModelRepository()
         for name in names:
@@ -83,7 +83,7 @@ class GrpcFrontend:
     async def call(self, rpc: str, request: Any, serve_context: Any) -> Any:
         import grpc
 
-        from predictor.auth import grpc_refusal
+        from predictor.server.auth import grpc_refusal
 
         context = _Context(serve_context)
         refused = grpc_refusal(self._keys, rpc, [(m.key, m.value) for m in context.invocation_metadata()])

@@ -53,7 +53,7 @@ def test_model_id_and_model_dir_together(tiny_v2_dir):
 
 
 def test_prefill_workers_auto_and_explicit(monkeypatch):
-    from predictor.hardware import resolve
+    from predictor.ocr.hardware import resolve
 
     assert resolve(_settings(["--device", "cpu"])).prefill_workers == 2
     assert resolve(_settings(["--device", "cpu", "--prefill_workers", "3"])).prefill_workers == 3

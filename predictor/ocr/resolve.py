@@ -1,0 +1,128 @@
+"""The one step that turns a parsed request into what the service runs: options + model family + task ->
+``ResolvedOptions``, and bytes -> ``Document``.
+
+Every protocol calls it right after parsing, before any PDF page is rendered or an engine slot is taken, so a bad
+value (a mode the family does not have, a ``locate`` task without ``ref``, ...) is a 400 naming the field before
+any work is done. Only the room left in the context needs the prepared prompt and is checked in ``sampling``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from predictor.config import Settings
+from predictor.engine.ngram import PDF_NGRAM
+from predictor.engine.types import SamplingParams
+from predictor.errors import ConfigError, InvalidRequest
+from predictor.families.base import ImageOptions, ModelFamily
+from predictor.ocr import tasks
+from predictor.ocr.documents import DocumentLimits, Page, decode_documents, is_pdf
+from predictor.ocr.options import OcrOptions
+
+DocumentKind = Literal["image", "pdf"]
+
+
+@dataclass(frozen=True)
+class ResolvedOptions:
+    """A request's options with every default filled in and every value valid for the loaded family."""
+
+    prompt: str  # "<image>\n<instruction>"
+    image: ImageOptions  # mode and max_crops set
+    raw: bool
+    render: bool
+    labels_are_text: bool  # grounding task: each box's label is the text of the box
+    max_tokens: int  # already capped by --max_new_tokens
+    min_tokens: int
+    ignore_eos: bool
+    temperature: float
+    top_p: float
+    seed: int | None
+    stop: tuple[str, ...]
+    ngram_size: int
+    ngram_window: int
+
+    def sampling(self, prompt_tokens: int, max_context: int) -> SamplingParams:
+        room = max_context - prompt_tokens
+        if room < 1:
+            raise InvalidRequest(f"the prompt takes {prompt_tokens} tokens and leaves no room in the "
+                                 f"{max_context}-token context; use a smaller mode", param="mode")
+        max_new = min(self.max_tokens, room)
+        return SamplingParams(
+            max_new_tokens=max_new, min_new_tokens=min(self.min_tokens, max_new), ignore_eos=self.ignore_eos,
+            temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=self.stop,
+            ngram_size=self.ngram_size, ngram_window=self.ngram_window,
+        )
+
+
+@dataclass
+class Document:
+    """One input of a request: an image (one page) or a PDF's pages, with the options its pages run with."""
+
+    pages: list[Page]  # images, or renderers of PDF pages, called when the page's turn comes
+    kind: DocumentKind
+    options: ResolvedOptions
+
+
+class Resolver:
+    def __init__(self, settings: Settings, family: type[ModelFamily] | ModelFamily):
+        self.settings = settings
+        self.family = family
+
+    def options(self, options: OcrOptions, kind: DocumentKind = "image") -> ResolvedOptions:
+        """Validate ``options`` against the family and the task list; fill the server's and the family's defaults.
+
+        The repetition guard defaults depend on the kind of document: DeepSeek's PDF script uses a shorter guard
+        (20/50) than its image script (30/90, our flags' default)."""
+        image = self.family.image_options(options.mode or self.settings.default_mode, options.max_crops)
+        defaults = PDF_NGRAM if kind == "pdf" else (self.settings.ngram_size, self.settings.ngram_window)
+        ngram_size = defaults[0] if options.ngram_size is None else options.ngram_size
+        ngram_window = defaults[1] if options.ngram_window is None else options.ngram_window
+        return ResolvedOptions(
+            prompt=tasks.build_prompt(options.task, options.prompt, options.ref), image=image,
+            raw=options.raw, render=options.render,
+            labels_are_text=options.task == "grounding" and options.prompt is None and not options.raw,
+            max_tokens=min(options.max_tokens or self.settings.default_max_tokens, self.settings.max_new_tokens),
+            min_tokens=options.min_tokens, ignore_eos=options.ignore_eos, temperature=options.temperature,
+            top_p=options.top_p, seed=options.seed, stop=options.stop, ngram_size=ngram_size,
+            ngram_window=ngram_window,
+        )
+
+    def document(self, data: bytes, field: str, options: OcrOptions, where: str | None = None) -> Document:
+        """One input alone (see ``documents``)."""
+        return self.documents([(data, field, options, where)])[0]
+
+    def documents(self, items: list[tuple[bytes, str, OcrOptions, str | None]]) -> list[Document]:
+        """Decode the inputs of one request, ``(data, field, options, where)`` each, after every option is
+        resolved, so a bad option is refused before any page is rendered; then every PDF's page count and
+        rendered size are checked against the request's limits, still before anything renders. ``where``
+        (e.g. ``instances[2]``) prefixes an option's name in errors. Runs in a worker thread (CPU work)."""
+        resolved = []
+        for data, _, options, where in items:
+            kind: DocumentKind = "pdf" if is_pdf(data) else "image"
+            try:
+                resolved.append((kind, self.options(options, kind)))
+            except InvalidRequest as exc:
+                if where is None:
+                    raise
+                raise prefixed(exc, where) from exc
+        pages = decode_documents([(data, field) for data, field, _, _ in items],
+                                 DocumentLimits.from_settings(self.settings), lazy=True)
+        return [Document(doc_pages, kind, options) for doc_pages, (kind, options) in zip(pages, resolved, strict=True)]
+
+
+def prefixed(exc: InvalidRequest, where: str) -> InvalidRequest:
+    """The same error with the path of the element it concerns in front of the field name."""
+    param = f"{where}.{exc.param}" if exc.param else where
+    return InvalidRequest(f"{param}: {exc.message}", param=param)  # KServe's body shows only the message
+
+
+def check_default_mode(settings: Settings, family: type[ModelFamily]) -> None:
+    """``--default_mode`` must be one of the family's modes: checked once at start-up, before weights load, so a
+    typo does not turn every request into a 400 that blames the client's ``mode``."""
+    if settings.default_mode is not None and settings.default_mode not in family.modes:
+        raise ConfigError(f"--default_mode {settings.default_mode!r} is not a mode of {family.name}; accepted: "
+                          f"{', '.join(family.modes)}")
+
+
+__all__ = ["Document", "DocumentKind", "ResolvedOptions", "Resolver", "check_default_mode", "prefixed"]

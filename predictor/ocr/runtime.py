@@ -1,0 +1,86 @@
+"""Everything a loaded model needs at serving time, built in one place: checkpoint -> family -> engine -> service."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from predictor.config import Settings
+from predictor.engine.engine import Engine
+from predictor.errors import LoadError
+from predictor.families.base import LoadSettings, ModelFamily, read_config
+from predictor.ocr.hardware import Hardware, disable_compile, resolve
+from predictor.ocr.resolve import check_default_mode
+from predictor.ocr.service import OcrService
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = ("deepseek-ai/DeepSeek-OCR (v1 layout, model_type DeepseekOCR)",
+             "deepseek-community/DeepSeek-OCR-2 (model_type deepseek_ocr2)",
+             "deepseek-ai/DeepSeek-OCR-2 (original layout)")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    hardware: Hardware
+    family: ModelFamily
+    engine: Engine
+    service: OcrService
+
+
+def family_classes() -> list[type[ModelFamily]]:
+    from predictor.families.v1 import DeepseekOcrV1Family
+    from predictor.families.v2 import DeepseekOcr2Family
+
+    return [DeepseekOcr2Family, DeepseekOcrV1Family]
+
+
+def detect_family(path: str, config: dict[str, Any] | None = None) -> type[ModelFamily]:
+    """The family of the checkpoint at ``path`` from its parsed ``config.json`` (read when not given)."""
+    config = read_config(path) if config is None else config
+    for cls in family_classes():
+        if cls.matches(config):
+            return cls
+    raise LoadError(f"unsupported checkpoint at {path} (model_type={config.get('model_type')!r}, "
+                    f"architectures={config.get('architectures')}); supported: {'; '.join(SUPPORTED)}")
+
+
+def resolve_checkpoint(settings: Settings) -> str:
+    """A local directory: --model_dir as is, or --model_id downloaded (or found in the HF cache)."""
+    if settings.model_dir:
+        return settings.model_dir
+    from huggingface_hub import snapshot_download
+
+    repo = settings.model_source
+    try:
+        return snapshot_download(repo, revision=settings.revision)
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types; all mean the same to the user
+        raise LoadError(
+            f"cannot download {repo} from the HuggingFace hub ({type(exc).__name__}: {exc}). "
+            "Check network access and HF_TOKEN, pre-download it and pass --model_dir DIR, "
+            "or run `make demo` for the offline tiny model."
+        ) from exc
+
+
+def load_runtime(settings: Settings) -> Runtime:
+    """Checkpoint -> family -> started engine, blocking. Nothing on this path may reach torch.compile."""
+    disable_compile()
+    hardware = resolve(settings)
+    log.info("hardware: %s", hardware.description)
+    path = resolve_checkpoint(settings)
+    config = read_config(path)
+    family_class = detect_family(path, config)
+    check_default_mode(settings, family_class)
+    family = family_class()
+    log.info("loading %s from %s", family.name, path)
+    family.load(path, LoadSettings(hardware.device, hardware.dtype, hardware.attn_implementation,
+                                   hardware.experts_implementation), config)
+    engine = Engine(family, hardware.device, max_batch_size=settings.max_batch_size,
+                    max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
+                    request_timeout=settings.request_timeout, max_prefill_batch=hardware.max_prefill_batch,
+                    prefill_workers=hardware.prefill_workers)
+    engine.start()
+    in_prefill = hardware.max_prefill_batch * hardware.prefill_workers
+    return Runtime(settings, hardware, family, engine, OcrService(settings, family, engine, in_prefill))
