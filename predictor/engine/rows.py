@@ -11,7 +11,7 @@ from typing import Any
 
 from predictor.engine import metrics
 from predictor.engine.detokenizer import IncrementalDetokenizer
-from predictor.engine.sampler import RowSampler
+from predictor.engine.sampler import Picked, RowSampler
 from predictor.engine.types import Delta, GenerationRequest, GenerationResult
 
 
@@ -28,16 +28,22 @@ class Row:
     emitted: int = 0  # characters of the streamed text already sent
     finish_reason: str | None = None
     text: str = ""
+    logprobs: list[float] = field(default_factory=list)  # of each generated token (confidence, logprobs)
+    top: list[list[tuple[int, float]]] | None = None  # per generated token, when the request asked for them
 
 
 def new_row(request: GenerationRequest, sampler: RowSampler, tokenizer: Any, eos: int, seq: int) -> Row:
     incremental = request.stream or bool(request.params.stop)
     detok = IncrementalDetokenizer(tokenizer, frozenset({eos})) if incremental else None
-    return Row(request, sampler, detok, position=request.prepared.prompt_tokens, seq=seq)
+    row = Row(request, sampler, detok, position=request.prepared.prompt_tokens, seq=seq)
+    if request.params.top_logprobs:
+        row.top = []
+    return row
 
 
-def accept(row: Row, token: int, eos: int, max_context: int) -> bool:
+def accept(row: Row, picked: Picked, eos: int, max_context: int) -> bool:
     """Record one chosen token; True when the row is finished."""
+    token = picked.token
     if row.first_token_at is None:
         row.first_token_at = time.monotonic()
         metrics.TTFT.observe(row.first_token_at - row.request.created)
@@ -46,6 +52,9 @@ def accept(row: Row, token: int, eos: int, max_context: int) -> bool:
         row.finish_reason = "stop"
         return True
     row.generated.append(token)
+    row.logprobs.append(picked.logprob)
+    if row.top is not None:
+        row.top.append(picked.top or [])
     if row.detok is not None:
         row.detok.add(token)
         if params.stop and _hit_stop(row):
@@ -104,4 +113,5 @@ def finish(row: Row, tokenizer: Any) -> None:
         text=text, token_ids=list(row.generated), finish_reason=row.finish_reason or "stop",
         prompt_tokens=request.prepared.prompt_tokens, completion_tokens=n,
         image_tokens=request.prepared.image_tokens, first_token_at=row.first_token_at,
+        logprobs=row.logprobs, top_logprobs=row.top, ban_steps=row.sampler.ban_steps,
     ))

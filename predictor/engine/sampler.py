@@ -4,8 +4,12 @@ Each row keeps its own repetition guard, minimum length and random generator, so
 tokens whether it runs alone or inside a batch. Per step: the bans of every row (DeepSeek's n-gram rule, the
 end-of-sequence ban of ``min_tokens``/``ignore_eos``) are applied in one masked write, greedy rows take one
 batched argmax, sampled rows share one softmax (and one top-p sort), and each draws with its own generator.
-Nothing here waits for the device: the caller reads the chosen ids and the per-row failure flags back in one
-transfer.
+Nothing here waits for the device: the caller reads the chosen ids, the per-row failure flags and the chosen
+tokens' log-probabilities (plus the top-k when a row asked for them) back in one transfer (``Choice.to_host``).
+
+The log-probability is of the distribution the token was actually drawn from: after the bans, and for sampled rows
+after temperature and top-p (renormalised over what top-p kept); for greedy rows the ``log_softmax`` of the banned
+logits. It costs one ``logsumexp`` and one ``gather`` per step; the top-k one ``topk`` only when a row asks.
 
 A row whose distribution is not finite (a NaN from the model, or a temperature so small that ``logits / T``
 overflows) is flagged instead of raising inside ``torch.multinomial``: that row fails alone, the batch goes on.
@@ -42,19 +46,55 @@ class RowSampler:
             else:
                 self.generator.seed()
 
+        self.ban_steps: list[int] = []  # generated lengths at which the guard banned something (loop evidence)
+
     def banned(self, generated: list[int]) -> set[int]:
         banned = self.guard.banned(generated) if self.guard is not None else set()
+        if banned:
+            self.ban_steps.append(len(generated))
         if self.params.ignore_eos or len(generated) < self.params.min_new_tokens:
             banned.add(self.eos)
         return banned
 
 
 @dataclass
+class Picked:
+    """One row's choice on the host."""
+
+    token: int
+    failed: bool
+    logprob: float
+    top: list[tuple[int, float]] | None = None  # (id, logprob), most likely first; only for rows that asked
+
+
+@dataclass
 class Choice:
-    """Device tensors of one step's choice: ``tokens`` [rows] and ``failed`` [rows] (1 = no valid draw)."""
+    """Device tensors of one step's choice: ``tokens`` [rows], ``failed`` [rows] (1 = no valid draw), ``logprob``
+    [rows] of the chosen tokens and, when a row asked, ``top_ids``/``top_logprobs`` [rows, k]."""
 
     tokens: torch.Tensor
     failed: torch.Tensor
+    logprob: torch.Tensor
+    top_ids: torch.Tensor | None = None
+    top_logprobs: torch.Tensor | None = None
+
+    def to_host(self, wanted: list[int]) -> list[Picked]:
+        """The step's one device-to-host read (every column in one float32 tensor: ids < 2**24 are exact).
+        ``wanted``: per row, how many top log-probabilities to keep (0 = none)."""
+        columns = [self.tokens.float(), self.failed.float(), self.logprob.float()]
+        if self.top_ids is not None and self.top_logprobs is not None:
+            columns = [c[:, None] for c in columns] + [self.top_ids.float(), self.top_logprobs.float()]
+            host = torch.cat(columns, dim=1).tolist()
+        else:
+            host = torch.stack(columns, dim=1).tolist()
+        picked = []
+        for values, k in zip(host, wanted, strict=True):
+            top = None
+            if k and len(values) > 3:
+                width = (len(values) - 3) // 2
+                top = [(int(values[3 + j]), values[3 + width + j]) for j in range(min(k, width))]
+            picked.append(Picked(int(values[0]), bool(values[1]), values[2], top))
+        return picked
 
 
 def _upload(values: list[int], device: torch.device) -> torch.Tensor:
@@ -74,14 +114,22 @@ def choose(logits: torch.Tensor, samplers: list[RowSampler], generated: list[lis
         logits.view(-1).index_fill_(0, _upload(flat, logits.device), float("-inf"))
     tokens = logits.argmax(dim=-1)
     failed = torch.isnan(logits).any(dim=-1)
+    norm = torch.logsumexp(logits, dim=-1, keepdim=True)
+    logprob = (logits.gather(1, tokens[:, None]) - norm).squeeze(1)
+    k = max(s.params.top_logprobs for s in samplers)
+    top_ids = top_logprobs = None
+    if k:
+        top_values, top_ids = logits.topk(min(k, vocab), dim=-1)
+        top_logprobs = top_values - norm
+    choice = Choice(tokens, failed, logprob, top_ids, top_logprobs)
     sampled = [i for i, s in enumerate(samplers) if s.generator is not None]
     if sampled:
-        _sample(logits, samplers, sampled, tokens, failed)
-    return Choice(tokens, failed)
+        _sample(logits, samplers, sampled, choice)
+    return choice
 
 
-def _sample(logits: torch.Tensor, samplers: list[RowSampler], sampled: list[int], tokens: torch.Tensor,
-            failed: torch.Tensor) -> None:
+def _sample(logits: torch.Tensor, samplers: list[RowSampler], sampled: list[int], choice: Choice) -> None:
+    tokens, failed = choice.tokens, choice.failed
     index = _upload(sampled, logits.device)
     temps = torch.tensor([[samplers[i].params.temperature] for i in sampled], dtype=logits.dtype)
     probs = torch.softmax(logits.index_select(0, index) / temps.to(logits.device), dim=-1)
@@ -93,9 +141,17 @@ def _sample(logits: torch.Tensor, samplers: list[RowSampler], sampled: list[int]
     # multinomial raises (CPU) or trips a device assert (CUDA) on such rows: give them a harmless
     # distribution, draw, and report them as failed instead
     probs = torch.where(bad[:, None], torch.ones_like(probs), probs)
-    draws = [torch.multinomial(probs[j], 1, generator=samplers[i].generator) for j, i in enumerate(sampled)]
-    tokens.index_copy_(0, index, torch.cat(draws))
+    draws = torch.cat([torch.multinomial(probs[j], 1, generator=samplers[i].generator)
+                       for j, i in enumerate(sampled)])
+    tokens.index_copy_(0, index, draws)
     failed.index_copy_(0, index, failed.index_select(0, index) | bad)
+    # what multinomial drew from: the kept probabilities, renormalised
+    total = torch.log(probs.sum(dim=-1, keepdim=True))
+    choice.logprob.index_copy_(0, index, (torch.log(probs.gather(1, draws[:, None])) - total).squeeze(1))
+    if choice.top_ids is not None and choice.top_logprobs is not None:
+        values, ids = probs.topk(choice.top_ids.shape[1], dim=-1)
+        choice.top_ids.index_copy_(0, index, ids)
+        choice.top_logprobs.index_copy_(0, index, torch.log(values) - total)
 
 
 def _top_p(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     ngram_size: int = 30
     ngram_window: int = 90
+    top_logprobs: int = 0  # most likely alternatives to report per token (0..20)
 
 
 @dataclass
@@ -34,6 +35,9 @@ class GenerationResult:
     completion_tokens: int
     image_tokens: int
     first_token_at: float | None = None  # time.monotonic() when the first token was sampled
+    logprobs: list[float] = field(default_factory=list)  # per generated token, of the distribution it came from
+    top_logprobs: list[list[tuple[int, float]]] | None = None  # per token (id, logprob), when asked
+    ban_steps: list[int] = field(default_factory=list)  # generated lengths at which the repetition guard banned
 
 
 @dataclass

@@ -226,8 +226,7 @@ class Worker:
         self.rows.extend(new)
         self.largest_prefill = max(self.largest_prefill, len(new))
         metrics.PROMPT_TOKENS.inc(sum(r.prepared.prompt_tokens for r in outcome.requests))
-        tokens, failed = torch.stack((choice.tokens, choice.failed.long())).tolist()
-        self._take(first, tokens, failed)
+        self._take(first, choice.to_host([r.request.params.top_logprobs for r in new]))
 
     def _reserve(self, like: Any, rows: int, columns: int) -> None:
         """Allocate the slot cache on first use (as large as the budget allows), grow it when needed."""
@@ -266,7 +265,7 @@ class Worker:
             if events is not None:
                 events[1].record()
             t1 = time.perf_counter()
-            tokens, failed = torch.stack((choice.tokens, choice.failed.long())).tolist()  # the step's one sync
+            picked = choice.to_host([r.request.params.top_logprobs for r in self.rows])  # the step's one sync
             t2 = time.perf_counter()
         except Exception as exc:  # noqa: BLE001
             self._step_failed(exc)
@@ -274,23 +273,23 @@ class Worker:
         self.steps += 1
         for row in self.rows:
             row.position += 1
-        self._take(0, tokens, failed)
+        self._take(0, picked)
         metrics.GENERATED_TOKENS.inc(n)
         self.timer.add(n, (t0, t1, t2, time.perf_counter()), forward_s, events)
 
-    def _take(self, first: int, tokens: list[int], failed: list[int]) -> None:
+    def _take(self, first: int, picked: list[sampler.Picked]) -> None:
         """Apply chosen tokens to rows ``first..``; finish, fail and remove rows as needed."""
         done: list[int] = []
         broken: dict[int, Exception] = {}
-        for i, (token, bad) in enumerate(zip(tokens, failed, strict=True), start=first):
+        for i, choice in enumerate(picked, start=first):
             row = self.rows[i]
-            if bad:
+            if choice.failed:
                 log.warning("request %s: no valid next-token distribution (NaN or overflow)", row.request.request_id)
                 broken[i] = EngineFault("sampling failed for this request (the next-token distribution was not a "
                                         "number); try temperature 0 or a larger temperature")
                 continue
             try:
-                if rowlib.accept(row, token, self.eos, self.max_context):
+                if rowlib.accept(row, choice, self.eos, self.max_context):
                     done.append(i)
             except Exception:  # noqa: BLE001 - one row's bookkeeping error fails that row only
                 log.exception("request %s failed after sampling", row.request.request_id)
