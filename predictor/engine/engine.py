@@ -74,7 +74,7 @@ class Engine:
             self.release()
 
     async def events(self, prepared: PreparedPrompt, params: SamplingParams, *, stream: bool,
-                     request_id: str = "") -> AsyncIterator[Delta | GenerationResult]:
+                     request_id: str = "", deadline: float | None = None) -> AsyncIterator[Delta | GenerationResult]:
         """Yield ``Delta``s (when streaming) and finally one ``GenerationResult``; raise the request's error.
 
         The caller must hold a slot (``async with engine.slot():``). Closing the iterator early cancels the generation:
@@ -83,7 +83,8 @@ class Engine:
         """
         if not prepared.inputs:
             raise ValueError("this prepared prompt was already used (its tensors are released); prepare again")
-        deadline = time.monotonic() + self.request_timeout
+        # ``deadline`` (time.monotonic()): a request that generates several times (a retried page) shares one
+        deadline = min(time.monotonic() + self.request_timeout, deadline or float("inf"))
         request = GenerationRequest(prepared=prepared, params=params, stream=stream, request_id=request_id,
                                     loop=asyncio.get_running_loop(), events=asyncio.Queue(), deadline=deadline)
         self.worker.submit(request)
@@ -104,8 +105,8 @@ class Engine:
             request.cancelled.set()  # harmless after completion; frees the row when the client went away
 
     async def generate(self, prepared: PreparedPrompt, params: SamplingParams,
-                       request_id: str = "") -> GenerationResult:
-        async for event in self.events(prepared, params, stream=False, request_id=request_id):
+                       request_id: str = "", deadline: float | None = None) -> GenerationResult:
+        async for event in self.events(prepared, params, stream=False, request_id=request_id, deadline=deadline):
             if isinstance(event, GenerationResult):
                 return event
         raise RuntimeError("engine ended without a result")  # pragma: no cover - events() always returns one

@@ -32,8 +32,13 @@ class OcrOptions:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logprobs: bool = False
+    top_logprobs: int = 0
+    on_repetition: str = "flag"
 
 
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit
+REPETITION_ACTIONS = ("flag", "retry")
 OPTION_NAMES = frozenset(f.name for f in fields(OcrOptions))
 # Accepted spellings: vLLM's min_tokens and OpenAI's max_completion_tokens / max_new_tokens.
 ALIASES = {"max_completion_tokens": "max_tokens", "max_new_tokens": "max_tokens", "min_new_tokens": "min_tokens"}
@@ -77,6 +82,12 @@ MAX_STOP = 4  # OpenAI's own limit
 MAX_STOP_CHARS = 256  # a stop string is held back from a stream until it cannot match: keep that bounded
 
 
+def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> str:
+    if value not in accepted:
+        raise InvalidRequest(f"{name} must be one of {', '.join(accepted)}", param=name)
+    return str(value)
+
+
 def _stop(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -101,6 +112,9 @@ _PARSERS = {
     "top_p": lambda n, v: _float(n, v, 0.0, 1.0),
     "seed": lambda n, v: _int(n, v, 0, 2**63 - 1),
     "stop": lambda n, v: _stop(v),
+    "logprobs": _bool,
+    "top_logprobs": lambda n, v: _int(n, v, 0, MAX_TOP_LOGPROBS),
+    "on_repetition": lambda n, v: _choice(n, v, REPETITION_ACTIONS),
 }
 
 
@@ -120,6 +134,8 @@ def parse_options(values: dict[str, Any], *, strict: bool = True, ignore: frozen
     options = OcrOptions(**parsed)
     if options.ngram_size and options.ngram_window is not None and options.ngram_window < options.ngram_size:
         raise InvalidRequest("ngram_window must be at least ngram_size", param="ngram_window")
+    if options.top_logprobs and not options.logprobs:
+        raise InvalidRequest("top_logprobs needs logprobs set to true", param="top_logprobs")
     if options.max_tokens is not None and options.min_tokens > options.max_tokens:
         raise InvalidRequest("min_tokens must not exceed max_tokens", param="min_tokens")
     return options

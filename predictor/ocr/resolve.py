@@ -41,6 +41,9 @@ class ResolvedOptions:
     stop: tuple[str, ...]
     ngram_size: int
     ngram_window: int
+    logprobs: bool = False  # per-token log-probabilities in the answer
+    top_logprobs: int = 0
+    on_repetition: str = "flag"  # "retry": a page suspected of looping is run again (predictor.ocr.retry)
 
     def sampling(self, prompt_tokens: int, max_context: int) -> SamplingParams:
         room = max_context - prompt_tokens
@@ -52,6 +55,7 @@ class ResolvedOptions:
             max_new_tokens=max_new, min_new_tokens=min(self.min_tokens, max_new), ignore_eos=self.ignore_eos,
             temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=self.stop,
             ngram_size=self.ngram_size, ngram_window=self.ngram_window,
+            top_logprobs=self.top_logprobs if self.logprobs else 0,
         )
 
 
@@ -85,7 +89,8 @@ class Resolver:
             max_tokens=min(options.max_tokens or self.settings.default_max_tokens, self.settings.max_new_tokens),
             min_tokens=options.min_tokens, ignore_eos=options.ignore_eos, temperature=options.temperature,
             top_p=options.top_p, seed=options.seed, stop=options.stop, ngram_size=ngram_size,
-            ngram_window=ngram_window,
+            ngram_window=ngram_window, logprobs=options.logprobs, top_logprobs=options.top_logprobs,
+            on_repetition=options.on_repetition,
         )
 
     def document(self, data: bytes, field: str, options: OcrOptions, where: str | None = None) -> Document:

@@ -21,12 +21,14 @@ from PIL import Image
 from predictor.config import Settings
 from predictor.engine.engine import Engine
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
+from predictor.errors import RequestTimeout
 from predictor.families.base import ModelFamily, PreparedPrompt
-from predictor.ocr import grounding
+from predictor.ocr import grounding, retry, trust
 from predictor.ocr.aio import gather_or_cancel
 from predictor.ocr.documents import Page
 from predictor.ocr.options import OcrOptions
 from predictor.ocr.resolve import Document, ResolvedOptions, Resolver
+from predictor.ocr.tokens import TokenTexts
 
 PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's own separator between pages
 
@@ -43,6 +45,12 @@ class OcrOutput:
     rendered_png: str | None = None  # base64 PNG with the boxes drawn, when render was asked for
     ttft_s: float | None = None  # from the start of preprocessing to the first sampled token
     pages: list[OcrOutput] = field(default_factory=list)  # per page, for a multi-page output
+    confidence: float | None = None  # mean token probability (predictor.ocr.confidence)
+    min_confidence: float | None = None
+    repetition: dict[str, Any] = field(default_factory=lambda: {"suspected": False, "reason": None, "span": None})
+    attempts: list[dict[str, Any]] | None = None  # with on_repetition "retry": what was tried
+    logprobs: list[dict[str, Any]] | None = None  # OpenAI token entries, when asked
+    scored_tokens: int = 0  # tokens behind ``confidence`` (to weight pages when merging)
 
     @property
     def usage(self) -> dict[str, int]:
@@ -61,6 +69,7 @@ class OcrService:
         self.family = family
         self.engine = engine
         self.resolver = Resolver(settings, family)
+        self.texts = TokenTexts(family.tokenizer)
         # A prepared page holds its pixel tensors (~55 MB for a letter page in the v2 family) until it is prefilled.
         # Pages beyond the running batch plus what the prefill workers take at once wait here unprepared, holding only
         # their engine slot: a 32-page PDF or a full queue then costs a bounded amount of memory, not one prepared
@@ -81,12 +90,47 @@ class OcrService:
             started = time.monotonic()
             image = await _pixels(page)
             prepared, params = await self._prepare(image, options)
-            result = await self.engine.generate(prepared, params, request_id)
-        return await self._finish(image, options, result, started)
+            deadline = started + self.settings.request_timeout
+            result = await self.engine.generate(prepared, params, request_id, deadline)
+            output = await self._finish(image, options, result, started)
+            if options.on_repetition == "retry":
+                output = await self._retry(image, options, output, request_id, deadline)
+        return output
+
+    async def _retry(self, image: Image.Image, options: ResolvedOptions, first: OcrOutput, request_id: str,
+                     deadline: float) -> OcrOutput:
+        """Run a page suspected of looping again (``predictor.ocr.retry``); the caller holds the page's slot."""
+        outputs, tried = [first], [options]
+        for attempt in retry.extra_attempts(options, self.family):
+            if not outputs[-1].repetition.get("suspected"):
+                break
+            try:
+                prepared, params = await self._prepare(image, attempt)
+                result = await self.engine.generate(prepared, params, request_id, deadline)
+            except RequestTimeout:
+                break  # out of the request's time: keep the best attempt so far
+            outputs.append(await self._finish(image, attempt, result))
+            tried.append(attempt)
+        attempts = [retry.describe(n, o, out) for n, (o, out) in enumerate(zip(tried, outputs, strict=True), 1)]
+        chosen = retry.best(outputs)
+        attempts[chosen]["chosen"] = True
+        output = outputs[chosen]
+        output.attempts = attempts
+        output.ttft_s = first.ttft_s
+        output.prompt_tokens = sum(o.prompt_tokens for o in outputs)  # usage counts every attempt
+        output.completion_tokens = sum(o.completion_tokens for o in outputs)
+        return output
 
     async def stream_page(self, page: Page, options: ResolvedOptions,
                           request_id: str = "") -> AsyncIterator[str | OcrOutput]:
         """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
+        if options.on_repetition == "retry":
+            # the page's text is known once its attempts are done: a discarded attempt is never streamed
+            output = await self.run(page, options, request_id)
+            if output.text:
+                yield output.text
+            yield output
+            return
         async with self.engine.slot(), self.in_work:
             started = time.monotonic()
             image = await _pixels(page)
@@ -121,12 +165,16 @@ class OcrService:
         text = parsed.text
         if options.labels_are_text:
             text = "\n".join(b.label for b in parsed.blocks) or parsed.text
+        page = await asyncio.to_thread(trust.page_trust, result, options, self.texts, len(parsed.blocks))
+        extras = page.blocks or [{}] * len(parsed.blocks)
         output = OcrOutput(
             text=result.text if options.raw else text, raw_text=result.text,
             finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens, image_tokens=result.image_tokens,
-            blocks=[b.to_dict() for b in parsed.blocks],
+            blocks=[{**b.to_dict(), **extra} for b, extra in zip(parsed.blocks, extras, strict=True)],
             ttft_s=None if started is None or result.first_token_at is None else result.first_token_at - started,
+            confidence=page.confidence, min_confidence=page.min_confidence, repetition=page.repetition,
+            logprobs=page.logprobs, scored_tokens=len(result.logprobs),
         )
         if options.render:
             png = await asyncio.to_thread(grounding.render, image, parsed.blocks)
@@ -194,6 +242,7 @@ def merge_pages(outputs: list[OcrOutput]) -> OcrOutput:
     if len(outputs) == 1:
         return outputs[0]
     blocks = [{**block, "page": number} for number, o in enumerate(outputs, 1) for block in o.blocks]
+    mean, low = trust.merged_confidence(outputs)
     return OcrOutput(
         text=PAGE_SEPARATOR.join(o.text for o in outputs),
         raw_text=PAGE_SEPARATOR.join(o.raw_text for o in outputs),
@@ -202,4 +251,7 @@ def merge_pages(outputs: list[OcrOutput]) -> OcrOutput:
         completion_tokens=sum(o.completion_tokens for o in outputs),
         image_tokens=sum(o.image_tokens for o in outputs), blocks=blocks, pages=outputs,
         ttft_s=min((o.ttft_s for o in outputs if o.ttft_s is not None), default=None),
+        confidence=mean, min_confidence=low, repetition=trust.merged_repetition(outputs),
+        logprobs=None if any(o.logprobs is None for o in outputs) else [e for o in outputs for e in o.logprobs or []],
+        scored_tokens=sum(o.scored_tokens for o in outputs),
     )

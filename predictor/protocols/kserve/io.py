@@ -96,7 +96,12 @@ def v1_response(outputs: list[OcrOutput], model_name: str) -> dict[str, Any]:
 
 def _prediction(output: OcrOutput) -> dict[str, Any]:
     prediction: dict[str, Any] = {"text": output.text, "finish_reason": output.finish_reason,
-                                  "usage": output.usage, "blocks": output.blocks}
+                                  "usage": output.usage, "blocks": output.blocks, "confidence": output.confidence,
+                                  "min_confidence": output.min_confidence, "repetition": output.repetition}
+    if output.attempts is not None:
+        prediction["attempts"] = output.attempts
+    if output.logprobs is not None:
+        prediction["logprobs"] = {"content": output.logprobs}
     if output.rendered_png is not None:
         prediction["rendered_png"] = output.rendered_png
     if output.pages:
@@ -203,6 +208,13 @@ def v2_response(parsed: ParsedRequest, outputs: list[OcrOutput], model_name: str
         bytes_output("finish_reason", [o.finish_reason for o in outputs]),
         bytes_output("blocks", [json.dumps(o.blocks) for o in outputs]),
     ]
+    infer_outputs.append(bytes_output("repetition", [json.dumps(_v2_repetition(o)) for o in outputs]))
+    confidence = InferOutput(name="confidence", shape=[n, 2], datatype="FP32")
+    confidence.set_data_from_numpy(np.array([[_or_none(o.confidence), _or_none(o.min_confidence)] for o in outputs],
+                                            dtype=np.float32), binary_data=False)
+    infer_outputs.append(confidence)
+    if any(o.logprobs is not None for o in outputs):
+        infer_outputs.append(bytes_output("logprobs", [json.dumps({"content": o.logprobs or []}) for o in outputs]))
     usage = InferOutput(name="usage", shape=[n, 3], datatype="INT64")
     usage.set_data_from_numpy(np.array([[o.prompt_tokens, o.completion_tokens, o.image_tokens] for o in outputs],
                                        dtype=np.int64), binary_data=False)
@@ -213,6 +225,20 @@ def v2_response(parsed: ParsedRequest, outputs: list[OcrOutput], model_name: str
     response_id = (request.id if request is not None and request.id else None) or generate_uuid()
     return InferResponse(response_id=response_id, model_name=model_name, infer_outputs=infer_outputs,
                          from_grpc=bool(request is not None and request.from_grpc))
+
+
+def _or_none(value: float | None) -> float:
+    return -1.0 if value is None else value  # a page without tokens (JSON has no NaN)
+
+
+def _v2_repetition(output: OcrOutput) -> dict[str, Any]:
+    """The loop verdict, with each page's own (and its attempts) for a multi-page document."""
+    verdict = dict(output.repetition)
+    if output.attempts is not None:
+        verdict["attempts"] = output.attempts
+    if output.pages:
+        verdict["per_page"] = [_v2_repetition(page) for page in output.pages]
+    return verdict
 
 
 V2_INPUTS = [
@@ -226,4 +252,7 @@ V2_OUTPUTS = [
     {"name": "blocks", "datatype": "BYTES", "shape": [-1], "parameters": {"content": "JSON list of boxes"}},
     {"name": "usage", "datatype": "INT64", "shape": [-1, 3],
      "parameters": {"columns": "prompt_tokens, completion_tokens, image_tokens"}},
+    {"name": "confidence", "datatype": "FP32", "shape": [-1, 2],
+     "parameters": {"columns": "confidence, min_confidence (mean and lowest token probability; -1: no tokens)"}},
+    {"name": "repetition", "datatype": "BYTES", "shape": [-1], "parameters": {"content": "JSON loop verdict"}},
 ]

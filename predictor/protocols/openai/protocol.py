@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion import Choice, ChoiceLogprobs
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from openai.types.chat.chat_completion_chunk import ChoiceLogprobs as ChunkLogprobs
 from openai.types.chat.chat_completion_message import ChatCompletionMessage
+from openai.types.chat.chat_completion_token_logprob import ChatCompletionTokenLogprob
 from openai.types.completion_usage import CompletionUsage
 
 from predictor.errors import InvalidRequest
@@ -72,8 +74,6 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
     for key, message in _REFUSED.items():
         if body.get(key):
             raise InvalidRequest(message, param=key)
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise InvalidRequest("logprobs are not supported", param="logprobs")
     modalities = body.get("modalities")
     if isinstance(modalities, list) and "audio" in modalities:
         raise InvalidRequest("audio output is not supported", param="modalities")
@@ -169,18 +169,34 @@ def ocr_extra(output: OcrOutput) -> dict[str, Any]:
     pages = []
     for o in output.page_outputs:
         page: dict[str, Any] = {"blocks": o.blocks, "finish_reason": o.finish_reason,
-                                "image_tokens": o.image_tokens, "raw_text": o.raw_text}
+                                "image_tokens": o.image_tokens, "raw_text": o.raw_text, **trust_fields(o)}
         if o.rendered_png is not None:
             page["rendered_png"] = o.rendered_png
         pages.append(page)
-    return {"pages": pages, "blocks": output.blocks}
+    return {"pages": pages, "blocks": output.blocks, "confidence": output.confidence,
+            "min_confidence": output.min_confidence, "repetition": output.repetition}
+
+
+def trust_fields(output: OcrOutput) -> dict[str, Any]:
+    """A page's confidence, loop verdict and (after a retry) its attempts."""
+    fields = {"confidence": output.confidence, "min_confidence": output.min_confidence,
+              "repetition": output.repetition}
+    if output.attempts is not None:
+        fields["attempts"] = output.attempts
+    return fields
+
+
+def token_logprobs(entries: list[dict[str, Any]]) -> list[ChatCompletionTokenLogprob]:
+    return [ChatCompletionTokenLogprob.model_validate(entry) for entry in entries]
 
 
 def completion(req: ChatRequest, model: str, output: OcrOutput) -> dict[str, Any]:
     result = ChatCompletion(
         id=req.request_id, created=req.created, model=model, object="chat.completion",
         choices=[Choice(index=0, finish_reason=output.finish_reason,  # type: ignore[arg-type]
-                        message=ChatCompletionMessage(role="assistant", content=output.text))],
+                        message=ChatCompletionMessage(role="assistant", content=output.text),
+                        logprobs=None if output.logprobs is None else ChoiceLogprobs(
+                            content=token_logprobs(output.logprobs)))],
         usage=_usage(output),
     )
     body = result.model_dump(exclude_none=True)
@@ -189,12 +205,15 @@ def completion(req: ChatRequest, model: str, output: OcrOutput) -> dict[str, Any
 
 
 def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: bool = False,
-          finish: str | None = None, usage: OcrOutput | None = None) -> str:
+          finish: str | None = None, usage: OcrOutput | None = None,
+          logprobs: list[dict[str, Any]] | None = None) -> str:
     if usage is not None:
         choices: list[ChunkChoice] = []
     else:
         delta = ChoiceDelta(role="assistant" if role else None, content=content)
-        choices = [ChunkChoice(index=0, delta=delta, finish_reason=finish)]  # type: ignore[arg-type]
+        entries = None if logprobs is None else ChunkLogprobs(content=token_logprobs(logprobs))
+        choices = [ChunkChoice(index=0, delta=delta, finish_reason=finish,  # type: ignore[arg-type]
+                               logprobs=entries)]
     obj = ChatCompletionChunk(id=req.request_id, created=req.created, model=model, object="chat.completion.chunk",
                               choices=choices, usage=_usage(usage) if usage is not None else None)
     return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"

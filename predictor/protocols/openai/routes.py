@@ -113,6 +113,8 @@ class OpenAIRoutes:
                 if isinstance(item, str):
                     yield proto.chunk(chat, chat.model, content=item)
                 else:
+                    if item.logprobs is not None:  # every token's entry, once the text is complete (README)
+                        yield proto.chunk(chat, chat.model, content="", logprobs=item.logprobs)
                     yield proto.chunk(chat, chat.model, finish=item.finish_reason)
                     if chat.include_usage:
                         yield proto.chunk(chat, chat.model, usage=item)
