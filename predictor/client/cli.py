@@ -24,6 +24,13 @@ def _positive(value: str) -> int:
     return number
 
 
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {number}")
+    return number
+
+
 def _option(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
     """``--max-tokens`` and ``--max_tokens`` alike: the server's flags use underscores, most CLIs dashes."""
     spellings = dict.fromkeys([f"--{name}", f"--{name.replace('-', '_')}", f"--{name.replace('_', '-')}"])
@@ -57,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     _option(parser, "retries", type=int, default=10, help="retries per page on 429/503/connection errors "
             "(default %(default)s)")
     _option(parser, "dpi", type=_positive, default=144, help="PDF rendering resolution (default %(default)s)")
+    _option(parser, "review-below", type=_fraction, metavar="T", help="write OUTDIR/review.csv listing pages that "
+            "loop or whose confidence is below T, and blocks below T (e.g. 0.8)")
+    _option(parser, "retry-loops", action="store_true", help="ask the server to retry pages that loop "
+            "(on_repetition: retry); looping pages are flagged, never failed, either way")
     return parser
 
 
@@ -124,7 +135,8 @@ async def _run(args: argparse.Namespace, inputs: list[Any], stats: Any) -> None:
             options = RunOptions(endpoint=protocol.endpoint(url, args.protocol, args.model),
                                  outdir=Path(args.output), concurrency=args.concurrency, task=args.task,
                                  mode=args.mode, max_tokens=args.max_tokens, render=args.render,
-                                 overwrite=args.overwrite, dpi=args.dpi)
+                                 overwrite=args.overwrite, dpi=args.dpi, review_below=args.review_below,
+                                 retry_loops=args.retry_loops)
             await Runner(options, transport, progress).run(inputs)
     finally:
         progress.close()

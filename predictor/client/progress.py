@@ -21,6 +21,8 @@ class Stats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    looped: int = 0  # pages the server suspects of looping (flagged, not failed)
+    review: int | None = None  # rows written to review.csv (with --review-below)
     failures: list[tuple[str, str]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     work_started: float | None = None  # when pages began to be sent (after an in-process model load, say)
@@ -38,6 +40,9 @@ class Stats:
                  f"not images or PDFs {self.ignored} | pages {self.pages} | tokens "
                  f"{self.prompt_tokens + self.completion_tokens} (prompt {self.prompt_tokens}, completion "
                  f"{self.completion_tokens}) | retries {self.retries} | {wall:.1f} s{rate}"]
+        if self.looped or self.review is not None:
+            review = f", to review {self.review} (review.csv)" if self.review is not None else ""
+            lines.append(f"pages suspected of looping {self.looped}{review}")
         lines += [f"failed: {name}: {message}" for name, message in self.failures]
         if interrupted:
             lines.append("finished files are complete; run the same command again to do the rest")

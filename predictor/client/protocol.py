@@ -28,6 +28,10 @@ class PageResult:
     finish_reason: str
     usage: dict[str, int]
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    confidence: float | None = None  # mean token probability of the page (blocks carry their own)
+    min_confidence: float | None = None
+    repetition: dict[str, Any] | None = None  # the server's loop verdict
+    attempts: list[dict[str, Any]] | None = None  # with --retry-loops, when the page was retried
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,8 +65,10 @@ def endpoint(url: str, protocol: str, model: str) -> Endpoint:
     return Endpoint(protocol, base, model)
 
 
-def options(task: str | None, mode: str | None, max_tokens: int | None, pdf: bool) -> dict[str, Any]:
-    chosen: dict[str, Any] = {"task": task, "mode": mode, "max_tokens": max_tokens}
+def options(task: str | None, mode: str | None, max_tokens: int | None, pdf: bool,
+            retry_loops: bool = False) -> dict[str, Any]:
+    chosen: dict[str, Any] = {"task": task, "mode": mode, "max_tokens": max_tokens,
+                              "on_repetition": "retry" if retry_loops else None}
     if pdf:
         chosen.update(PDF_NGRAM)
     return {k: v for k, v in chosen.items() if v is not None}
@@ -86,12 +92,18 @@ def parse_answer(protocol: str, body: Any) -> PageResult:
             if "image_tokens" in page:
                 usage["image_tokens"] = page["image_tokens"]
             return PageResult(choice["message"]["content"] or "", choice.get("finish_reason") or "stop",
-                              usage, list(page.get("blocks") or []))
+                              usage, list(page.get("blocks") or []), **_trust(page))
         prediction = body["predictions"][0]
         return PageResult(prediction["text"], prediction.get("finish_reason") or "stop",
-                          dict(prediction.get("usage") or {}), list(prediction.get("blocks") or []))
+                          dict(prediction.get("usage") or {}), list(prediction.get("blocks") or []),
+                          **_trust(prediction))
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ProtocolError(f"unexpected answer from the server ({type(exc).__name__}: {exc})") from exc
+
+
+def _trust(page: dict[str, Any]) -> dict[str, Any]:
+    return {"confidence": page.get("confidence"), "min_confidence": page.get("min_confidence"),
+            "repetition": page.get("repetition"), "attempts": page.get("attempts")}
 
 
 def error_message(body: Any, fallback: str) -> str:

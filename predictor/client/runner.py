@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from predictor.client import outputs, pages, protocol
+from predictor.client import outputs, pages, protocol, review
 from predictor.client.discovery import InputFile
 from predictor.client.progress import Progress
 from predictor.client.render import draw_boxes
@@ -32,6 +32,8 @@ class RunOptions:
     render: bool = False
     overwrite: bool = False
     dpi: int = pages.PDF_DPI
+    review_below: float | None = None  # write OUTDIR/review.csv with what is below this confidence or looped
+    retry_loops: bool = False  # ask the server to retry pages that loop (on_repetition: retry)
 
 
 class FileFailed(Exception):
@@ -52,6 +54,7 @@ class Runner:
         self.transport = transport
         self.progress = progress
         self.slots = asyncio.Semaphore(options.concurrency)
+        self.documents: list[dict[str, Any]] = []  # written or found (resume) this run, for review.csv
 
     async def run(self, inputs: list[InputFile]) -> None:
         todo = []
@@ -59,6 +62,8 @@ class Runner:
             paths = outputs.output_paths(self.options.outdir, item.stem)
             if not self.options.overwrite and outputs.is_complete(paths, self.options.render):
                 self.progress.file_skipped(str(item.relative))
+                if self.options.review_below is not None and (doc := review.read_document(paths.json)):
+                    self.documents.append(doc)
             else:
                 todo.append(item)
         if todo:
@@ -72,6 +77,10 @@ class Runner:
                 await self._file(item, count)
 
         await asyncio.gather(*(worker() for _ in range(min(self.options.concurrency, len(counted)) or 1)))
+        if self.options.review_below is not None:
+            rows = [row for doc in self.documents for row in review.document_rows(doc, self.options.review_below)]
+            await asyncio.to_thread(review.write, self.options.outdir, rows)
+            self.progress.stats.review = len(rows)
 
     async def _check_server(self) -> None:
         """Before sending pages, wait until the model is ready (503 while it loads is retried like any 503) and
@@ -106,6 +115,8 @@ class Runner:
             doc = outputs.document(name, item.kind, results, {"model": self.options.endpoint.model,
                                                               "protocol": self.options.endpoint.protocol})
             await asyncio.to_thread(outputs.write_outputs, paths, doc, results)
+            self.documents.append(doc)
+            self.progress.stats.looped += sum(1 for r in results if (r.repetition or {}).get("suspected"))
         except FileFailed as exc:
             self.progress.file_failed(name, str(exc), count - len(done))
         except OSError as exc:
@@ -118,7 +129,8 @@ class Runner:
     async def _page(self, item: InputFile, index: int, paths: outputs.OutputPaths,
                     done: list[int]) -> protocol.PageResult:
         where = f"page {index + 1}: " if item.kind == "pdf" else ""
-        opts = protocol.options(self.options.task, self.options.mode, self.options.max_tokens, item.kind == "pdf")
+        opts = protocol.options(self.options.task, self.options.mode, self.options.max_tokens, item.kind == "pdf",
+                                self.options.retry_loops)
         try:
             async with self.slots:
                 image = await asyncio.to_thread(self._read, item, index)

@@ -101,3 +101,20 @@ def test_kserve_v1_and_v2_logprobs_and_confidence(server):
     v2_entries = json.loads(outputs["logprobs"].data[0])["content"]
     assert [e["logprob"] for e in v2_entries] == [e["logprob"] for e in entries]
     assert json.loads(outputs["repetition"].data[0])["suspected"] is prediction["repetition"]["suspected"]
+
+
+def test_client_review_csv_and_retry_loops(server, tmp_path):
+    from tests.e2e.client_helpers import make_images, run_client, summary_count
+
+    make_images(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    result = run_client("--url", server.url, "--max-tokens", "6", "-o", str(out), "--review-below", "0.99",
+                        "--retry-loops", str(tmp_path / "in"))
+    assert result.returncode == 0, result.stderr
+    rows = (out / "review.csv").read_text().splitlines()
+    assert rows[0] == "file,page,block,label,confidence,looped"
+    assert summary_count(result.stderr, "to review") == len(rows) - 1 >= 2  # random weights: low confidence
+    doc = json.loads((out / "p00.json").read_text())
+    page = doc["pages"][0]
+    assert 0 < page["confidence"] < 0.99 and page["repetition"]["suspected"] is False
+    assert page["attempts"] and page["attempts"][0]["chosen"]  # on_repetition: retry was sent
