@@ -61,8 +61,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_level(service: OcrService, images: list[Any], concurrency: int, tokens: int) -> dict[str, float]:
-    options = OcrOptions(max_tokens=tokens, min_tokens=tokens, ngram_size=NGRAM)
+async def run_level(service: OcrService, images: list[Any], concurrency: int, tokens: int,
+                    options: OcrOptions | None = None) -> dict[str, float]:
+    options = options or OcrOptions(max_tokens=tokens, min_tokens=tokens, ngram_size=NGRAM)
     semaphore = asyncio.Semaphore(concurrency)
     ttfts: list[float] = []
     latencies: list[float] = []
