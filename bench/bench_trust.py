@@ -46,7 +46,8 @@ def _choose_without_logprobs(logits: torch.Tensor, samplers: list[Any], generate
     if flat:
         logits.view(-1).index_fill_(0, sampler._upload(flat, logits.device), float("-inf"))
     tokens = logits.argmax(dim=-1)
-    return sampler.Choice(tokens, torch.isnan(logits).any(dim=-1), torch.zeros(rows, device=logits.device))
+    zeros = torch.zeros(rows, device=logits.device)
+    return sampler.Choice(tokens, torch.isnan(logits).any(dim=-1), zeros, zeros)
 
 
 def _no_trust(result: Any, options: Any, texts: Any, blocks: int) -> trust.PageTrust:

@@ -69,31 +69,33 @@ class Picked:
 
 @dataclass
 class Choice:
-    """Device tensors of one step's choice: ``tokens`` [rows], ``failed`` [rows] (1 = no valid draw), ``logprob``
-    [rows] of the chosen tokens and, when a row asked, ``top_ids``/``top_logprobs`` [rows, k]."""
+    """Device tensors of one step's choice: ``tokens`` [rows], ``failed`` [rows] (1 = no valid draw), the chosen
+    tokens' log-probabilities as ``score - norm`` [rows] (subtracted on the host: one device op less per step)
+    and, when a row asked, ``top_ids``/``top_logprobs`` [rows, k] (also less ``norm``)."""
 
     tokens: torch.Tensor
     failed: torch.Tensor
-    logprob: torch.Tensor
+    score: torch.Tensor
+    norm: torch.Tensor
     top_ids: torch.Tensor | None = None
     top_logprobs: torch.Tensor | None = None
 
     def to_host(self, wanted: list[int]) -> list[Picked]:
         """The step's one device-to-host read (every column in one float32 tensor: ids < 2**24 are exact).
         ``wanted``: per row, how many top log-probabilities to keep (0 = none)."""
-        columns = [self.tokens.float(), self.failed.float(), self.logprob.float()]
+        columns = [self.tokens.float(), self.failed.float(), self.score, self.norm]
         if self.top_ids is not None and self.top_logprobs is not None:
-            columns = [c[:, None] for c in columns] + [self.top_ids.float(), self.top_logprobs.float()]
+            columns = [c[:, None] for c in columns] + [self.top_ids.float(), self.top_logprobs]
             host = torch.cat(columns, dim=1).tolist()
         else:
             host = torch.stack(columns, dim=1).tolist()
         picked = []
         for values, k in zip(host, wanted, strict=True):
             top = None
-            if k and len(values) > 3:
-                width = (len(values) - 3) // 2
-                top = [(int(values[3 + j]), values[3 + width + j]) for j in range(min(k, width))]
-            picked.append(Picked(int(values[0]), bool(values[1]), values[2], top))
+            if k and len(values) > 4:
+                width = (len(values) - 4) // 2
+                top = [(int(values[4 + j]), values[4 + width + j] - values[3]) for j in range(min(k, width))]
+            picked.append(Picked(int(values[0]), bool(values[1]), values[2] - values[3], top))
         return picked
 
 
@@ -112,16 +114,14 @@ def choose(logits: torch.Tensor, samplers: list[RowSampler], generated: list[lis
         flat.extend(i * vocab + t for t in sampler.banned(ids))
     if flat:
         logits.view(-1).index_fill_(0, _upload(flat, logits.device), float("-inf"))
-    tokens = logits.argmax(dim=-1)
+    score, tokens = logits.max(dim=-1)  # the greedy choice and its logit (first maximum, as argmax)
     failed = torch.isnan(logits).any(dim=-1)
-    norm = torch.logsumexp(logits, dim=-1, keepdim=True)
-    logprob = (logits.gather(1, tokens[:, None]) - norm).squeeze(1)
+    norm = torch.logsumexp(logits, dim=-1)
     k = max(s.params.top_logprobs for s in samplers)
     top_ids = top_logprobs = None
     if k:
-        top_values, top_ids = logits.topk(min(k, vocab), dim=-1)
-        top_logprobs = top_values - norm
-    choice = Choice(tokens, failed, logprob, top_ids, top_logprobs)
+        top_logprobs, top_ids = logits.topk(min(k, vocab), dim=-1)  # logits: ``norm`` is subtracted on the host
+    choice = Choice(tokens, failed, score, norm, top_ids, top_logprobs)
     sampled = [i for i, s in enumerate(samplers) if s.generator is not None]
     if sampled:
         _sample(logits, samplers, sampled, choice)
@@ -147,11 +147,12 @@ def _sample(logits: torch.Tensor, samplers: list[RowSampler], sampled: list[int]
     failed.index_copy_(0, index, failed.index_select(0, index) | bad)
     # what multinomial drew from: the kept probabilities, renormalised
     total = torch.log(probs.sum(dim=-1, keepdim=True))
-    choice.logprob.index_copy_(0, index, (torch.log(probs.gather(1, draws[:, None])) - total).squeeze(1))
+    choice.score.index_copy_(0, index, (torch.log(probs.gather(1, draws[:, None])) - total).squeeze(1))
+    choice.norm.index_fill_(0, index, 0.0)
     if choice.top_ids is not None and choice.top_logprobs is not None:
         values, ids = probs.topk(choice.top_ids.shape[1], dim=-1)
         choice.top_ids.index_copy_(0, index, ids)
-        choice.top_logprobs.index_copy_(0, index, torch.log(values) - total)
+        choice.top_logprobs.index_copy_(0, index, torch.log(values) - total)  # with norm 0 for these rows
 
 
 def _top_p(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:

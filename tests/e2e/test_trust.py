@@ -58,7 +58,8 @@ def test_openai_logprobs_streamed_and_not(server):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == choice.message.content
 
-    plain = client.chat.completions.create(model=MODEL, messages=_messages(), max_tokens=8, extra_body={**FIXED, "min_tokens": 8})
+    plain = client.chat.completions.create(model=MODEL, messages=_messages(), max_tokens=8,
+                                           extra_body={**FIXED, "min_tokens": 8})
     assert plain.choices[0].logprobs is None  # only when asked
     assert 0 < plain.model_extra["ocr"]["pages"][0]["confidence"] <= 1  # confidence is always there
 
