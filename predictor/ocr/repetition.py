@@ -7,8 +7,11 @@ own is never called a loop, however repetitive (dense tables, long lists). Then 
   ``MIN_REPEATS`` times over at least ``MIN_RUN_CHARS`` characters;
 - ``line``: among the last ``TAIL_LINES`` non-empty lines, one line appears at least ``MIN_LINE_REPEATS`` times
   (grounding coordinates are ignored: the same text with other boxes is the same line);
-- ``guard``: the repetition guard banned a token at least ``MIN_BANS`` times in the last ``BAN_WINDOW`` steps
-  (a loop the guard keeps breaking: each break is followed by the model copying itself again).
+- ``guard``: over the last ``BAN_WINDOW`` steps (or all, if fewer), the repetition guard banned a token at least
+  once per ``BAN_RATE`` x n steps (n: the guard's n-gram size) and at least ``MIN_BANS`` times. A model that keeps
+  copying itself is banned about once every n tokens: after a ban breaks the copy, the next n - 1 tokens must
+  match again before the guard fires. Such a loop leaves no exact repetition (each copy is slightly broken), so
+  this is its only trace. A normal page hardly ever repeats n - 1 tokens within the guard's window.
 
 A span made only of table-cell tags (``<td>``, ``</td>``, ``<tr>``, ``</tr>``) and whitespace does not count: empty
 cells legitimately repeat (DeepSeek's guard whitelists them too).
@@ -27,7 +30,8 @@ TAIL_CHARS = 16_000
 TAIL_LINES = 40
 MIN_LINE_REPEATS = 10
 BAN_WINDOW = 512
-MIN_BANS = 16
+BAN_RATE = 3
+MIN_BANS = 4
 SPAN_CHARS = 200  # the reported span is cut to this many characters
 
 _DET = re.compile(r"<\|det\|>.*?<\|/det\|>")
@@ -95,7 +99,15 @@ def guard_bans(ban_steps: list[int], generated: int) -> int:
     return sum(1 for step in ban_steps if step >= generated - BAN_WINDOW)
 
 
-def assess(raw: str, finish_reason: str, ban_steps: list[int], generated: int) -> dict[str, Any]:
+def guard_looping(ban_steps: list[int], generated: int, ngram_size: int) -> bool:
+    if ngram_size <= 0:
+        return False
+    window = min(BAN_WINDOW, generated)
+    return guard_bans(ban_steps, generated) >= max(MIN_BANS, window / (BAN_RATE * ngram_size))
+
+
+def assess(raw: str, finish_reason: str, ban_steps: list[int], generated: int,
+           ngram_size: int = 30) -> dict[str, Any]:
     """``{"suspected", "reason", "span"}`` for one page's raw output (see the module doc for the rule)."""
     verdict: dict[str, Any] = {"suspected": False, "reason": None, "span": None}
     if finish_reason != "length":
@@ -106,7 +118,7 @@ def assess(raw: str, finish_reason: str, ban_steps: list[int], generated: int) -
     span = repeated_line(raw)
     if span is not None:
         return {"suspected": True, "reason": "line", "span": span}
-    bans = guard_bans(ban_steps, generated)
-    if bans >= MIN_BANS:
-        return {"suspected": True, "reason": "guard", "span": repeated_line(raw, minimum=2), "guard_bans": bans}
+    if guard_looping(ban_steps, generated, ngram_size):
+        return {"suspected": True, "reason": "guard", "span": repeated_line(raw, minimum=2),
+                "guard_bans": guard_bans(ban_steps, generated)}
     return verdict

@@ -25,7 +25,7 @@ def page_trust(result: GenerationResult, options: ResolvedOptions, texts: TokenT
     """``blocks``: how many blocks ``grounding.parse`` found (token spans are only worked out when needed)."""
     mean, low = confidence.summary(result.logprobs)
     trust = PageTrust(mean, low, repetition.assess(result.text, result.finish_reason, result.ban_steps,
-                                                   len(result.token_ids)))
+                                                   len(result.token_ids), options.ngram_size))
     if not blocks and not options.logprobs:
         return trust
     spans = texts.spans(result.token_ids, result.text)

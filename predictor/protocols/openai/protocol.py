@@ -6,6 +6,7 @@ with its text as the prompt. Earlier turns and system messages do not change the
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -206,7 +207,8 @@ def completion(req: ChatRequest, model: str, output: OcrOutput) -> dict[str, Any
 
 def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: bool = False,
           finish: str | None = None, usage: OcrOutput | None = None,
-          logprobs: list[dict[str, Any]] | None = None) -> str:
+          logprobs: list[dict[str, Any]] | None = None, ocr: OcrOutput | None = None) -> str:
+    """One server-sent event; ``ocr`` adds the ``ocr`` object (the finish chunk carries it, as the full answer)."""
     if usage is not None:
         choices: list[ChunkChoice] = []
     else:
@@ -216,4 +218,6 @@ def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: boo
                                logprobs=entries)]
     obj = ChatCompletionChunk(id=req.request_id, created=req.created, model=model, object="chat.completion.chunk",
                               choices=choices, usage=_usage(usage) if usage is not None else None)
-    return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"
+    if ocr is None:
+        return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"
+    return f"data: {json.dumps({**obj.model_dump(mode='json', exclude_none=True), 'ocr': ocr_extra(ocr)})}\n\n"

@@ -115,7 +115,7 @@ class OpenAIRoutes:
                 else:
                     if item.logprobs is not None:  # every token's entry, once the text is complete (README)
                         yield proto.chunk(chat, chat.model, content="", logprobs=item.logprobs)
-                    yield proto.chunk(chat, chat.model, finish=item.finish_reason)
+                    yield proto.chunk(chat, chat.model, finish=item.finish_reason, ocr=item)
                     if chat.include_usage:
                         yield proto.chunk(chat, chat.model, usage=item)
         except PredictorError as exc:

@@ -138,9 +138,15 @@ def test_the_span_of_a_repeated_line_is_that_line():
 
 
 def test_a_guard_banning_through_the_tail_is_evidence():
+    """Ban steps as recorded from the fitted loop checkpoint under the default guard (30/90) and DeepSeek's PDF
+    guard (20/50): a ban every 20-50 tokens, no exact repetition left in the text."""
     text = NORMAL["prose"]
-    regular = list(range(1500, 2000, 20))  # 25 bans in the last 512 steps
-    verdict = repetition.assess(text, "length", regular, 2000)
-    assert verdict["suspected"] and verdict["reason"] == "guard" and verdict["guard_bans"] == 25
-    assert not repetition.assess(text, "length", list(range(0, 1400, 20)), 2000)["suspected"]  # long ago
-    assert not repetition.assess(text, "length", regular[:10], 2000)["suspected"]  # a few
+    recorded = {30: [60, 139, 171, 200, 245, 274, 328, 356, 386], 20: [50, 71, 129, 149, 198, 218, 267, 290, 313,
+                                                                        375, 394]}
+    for n, steps in recorded.items():
+        verdict = repetition.assess(text, "length", steps, 400, ngram_size=n)
+        assert verdict["suspected"] and verdict["reason"] == "guard" and verdict["guard_bans"] == len(steps)
+        assert not repetition.assess(text, "stop", steps, 400, ngram_size=n)["suspected"]
+    assert not repetition.assess(text, "length", [50, 300, 390], 400, ngram_size=30)["suspected"]  # now and then
+    assert not repetition.assess(text, "length", list(range(0, 1400, 20)), 2000, ngram_size=30)["suspected"]  # past
+    assert not repetition.assess(text, "length", recorded[30], 400, ngram_size=0)["suspected"]  # no guard, no bans
