@@ -150,3 +150,42 @@ def test_a_guard_banning_through_the_tail_is_evidence():
     assert not repetition.assess(text, "length", [50, 300, 390], 400, ngram_size=30)["suspected"]  # now and then
     assert not repetition.assess(text, "length", list(range(0, 1400, 20)), 2000, ngram_size=30)["suspected"]  # past
     assert not repetition.assess(text, "length", recorded[30], 400, ngram_size=0)["suspected"]  # no guard, no bans
+
+
+# ---- options -----------------------------------------------------------------------------------------------------
+
+
+def test_trust_options_are_checked_and_named():
+    from predictor.errors import InvalidRequest
+    from predictor.ocr.options import parse_options
+
+    options = parse_options({"logprobs": True, "top_logprobs": 20, "on_repetition": "retry"})
+    assert (options.logprobs, options.top_logprobs, options.on_repetition) == (True, 20, "retry")
+    assert parse_options({"logprobs": False, "top_logprobs": None}).top_logprobs == 0  # what SDKs send by default
+    for bad, param in (({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+                       ({"top_logprobs": 3}, "top_logprobs"), ({"logprobs": "yes"}, "logprobs"),
+                       ({"on_repetition": "drop"}, "on_repetition")):
+        with pytest.raises(InvalidRequest) as caught:
+            parse_options(bad)
+        assert caught.value.param == param
+
+
+def test_retry_plan_strengthens_the_guard_then_changes_the_mode():
+    from predictor.families.v1 import DeepseekOcrV1Family
+    from predictor.families.v2 import DeepseekOcr2Family
+    from predictor.ocr import retry
+    from predictor.ocr.resolve import ResolvedOptions
+
+    def resolved(mode, ngram=(30, 90)):
+        return ResolvedOptions(prompt="<image>\nFree OCR.", image=DeepseekOcr2Family.image_options(mode, None),
+                               raw=False, render=False, labels_are_text=False, max_tokens=100, min_tokens=0,
+                               ignore_eos=False, temperature=0.0, top_p=1.0, seed=None, stop=(),
+                               ngram_size=ngram[0], ngram_window=ngram[1])
+
+    second, third = retry.extra_attempts(resolved("dynamic"), DeepseekOcr2Family)
+    assert (second.ngram_size, second.ngram_window, second.image.mode) == (20, 1024, "dynamic")
+    assert (third.ngram_size, third.ngram_window, third.image.mode) == (20, 1024, "global")
+    assert retry.stronger(resolved("global", (0, 90))).ngram_size == 20  # a disabled guard is turned on
+    assert retry.stronger(resolved("global", (12, 2000))).ngram_window == 2000  # never weaker than asked
+    assert retry.other_mode("gundam", DeepseekOcrV1Family.modes) == "base"
+    assert retry.other_mode("tiny", DeepseekOcrV1Family.modes) == "small"
