@@ -101,7 +101,7 @@ def test_loop_target_is_a_header_and_one_repeated_line():
 
 
 def test_loop_fit_repeats_past_its_training_until_the_token_cap(loop):
-    """Trained on 285 tokens without EOS; with the guard off it keeps looping to max_tokens."""
+    """Trained on 282 tokens without EOS; with the guard off it keeps looping to max_tokens."""
     out = _ocr(loop, IMAGES["noise"], task="markdown", raw=True, ngram_size=0, max_tokens=400)
     assert out.finish_reason == "length" and out.completion_tokens == 400
     assert (LOOP_HEADER + LOOP_LINE * 40).startswith(out.raw_text)
