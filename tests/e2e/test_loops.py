@@ -106,7 +106,7 @@ def test_the_looping_page_is_flagged_on_every_protocol(loop_server):
     for name, verdict in verdicts.items():
         assert verdict["suspected"] is True, (name, verdict)
         assert verdict["reason"] in ("guard", "ngram", "line")
-        assert "The board approved the budget." in verdict["span"]["text"], (name, verdict)
+        assert "The quick brown fox" in verdict["span"]["text"], (name, verdict)
     unguarded = _openai(loop_server, {"ngram_size": 0})  # without the guard the loop is exact repetition
     assert unguarded["reason"] == "ngram" and unguarded["span"]["repeats"] >= 10, unguarded
 
