@@ -113,7 +113,7 @@ BAD = [
      "image_url[0]"),
     ({"model": MODEL, "messages": _messages(), "n": 2}, None, 400, "n"),
     ({"model": MODEL, "messages": _messages(), "tools": [{"type": "function"}]}, None, 400, "tools"),
-    ({"model": MODEL, "messages": _messages(), "logprobs": True}, None, 400, "logprobs"),
+    ({"model": MODEL, "messages": _messages(), "logprobs": True, "top_logprobs": 21}, None, 400, "top_logprobs"),
     ({"model": MODEL, "messages": _messages(), "max_tokens": 0}, None, 400, "max_tokens"),
     ({"model": MODEL, "messages": _messages(), "temperature": "hot"}, None, 400, "temperature"),
     ({"model": MODEL, "messages": _messages(), "extra_body": {"bogus": 1}}, None, 400, "extra_body.bogus"),
