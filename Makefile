@@ -56,8 +56,9 @@ image-test: ## build the Containerfile from a local stand-in base and probe read
 lint:
 	$(PYTHON) -m ruff check predictor tests bench
 
-bench: install ## batching benchmark, tiny checkpoint: c=1 vs c=8 at 512 and 2,048 tokens, median of 3 (one JSON line)
+bench: install ## tiny checkpoint: batching c=1 vs c=8 at 512 and 2,048 tokens, then the cost of confidence/logprobs (a JSON line each)
 	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_batching.py --tokens 512 2048 --repeats 3
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_trust.py --tokens 256 --repeats 3
 
 soak: ## reliability suite on the tiny model, loopback only (5-10 min; not part of `make test`; see docs/RELIABILITY.md)
 	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m tests.soak.run_soak

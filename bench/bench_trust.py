@@ -70,25 +70,26 @@ def confidence_off() -> Iterator[None]:
         sampler.choose, trust.page_trust = choose, page_trust
 
 
-def _sampler_call_us(variant: str, rows: int, vocab: int, iters: int) -> float:
+def _sampler_call_us(variant: str, rows: int, vocab: int, iters: int, device: str) -> float:
     """Mean microseconds of one step's token choice and host read for ``variant`` (the code that differs)."""
     k = 5 if variant == "logprobs_top5" else 0
     params = SamplingParams(max_new_tokens=8, ngram_size=NGRAM, top_logprobs=k)
-    samplers = [sampler.RowSampler(params, 0, frozenset(), "cpu") for _ in range(rows)]
+    samplers = [sampler.RowSampler(params, 0, frozenset(), device) for _ in range(rows)]
     generated = [list(range(200)) for _ in range(rows)]
-    logits = torch.randn(rows, vocab)
+    logits = torch.randn(rows, vocab, device=device)
     choose = _choose_without_logprobs if variant == "without_confidence" else sampler.choose
     start = time.perf_counter()
-    for _ in range(iters):
+    for _ in range(iters):  # to_host() reads back: each call waits for its kernels
         choose(logits.clone(), samplers, generated).to_host([k] * rows)
     return (time.perf_counter() - start) / iters * 1e6
 
 
-def sampler_overhead(levels: list[int], vocab: int, rounds: int = 7, iters: int = 200) -> dict[str, Any]:
+def sampler_overhead(levels: list[int], vocab: int, device: str, rounds: int = 7,
+                     iters: int = 200) -> dict[str, Any]:
     """Per step: the minimum over interleaved rounds (the least disturbed by other work on the machine)."""
     result: dict[str, Any] = {}
     for rows in levels:
-        best = {v: min(_sampler_call_us(v, rows, vocab, iters) for _ in range(rounds)) for v in VARIANTS}
+        best = {v: min(_sampler_call_us(v, rows, vocab, iters, device) for _ in range(rounds)) for v in VARIANTS}
         result[f"c{rows}"] = {f"{v}_us": round(us, 1) for v, us in best.items()}
         result[f"c{rows}"]["confidence_extra_us"] = round(best["confidence"] - best["without_confidence"], 1)
         result[f"c{rows}"]["logprobs_top5_extra_us"] = round(best["logprobs_top5"] - best["without_confidence"], 1)
@@ -148,7 +149,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         result[level]["fastest_step_ms"] = round(step_ms, 3)
     vocab = int(service.family.model.config.get_text_config().vocab_size)
     for name, size in (("sampler_model_vocab", vocab), ("sampler_real_vocab", REAL_VOCAB)):
-        overhead = sampler_overhead(levels, size)
+        overhead = sampler_overhead(levels, size, args.device)
         for level in levels:
             key = f"c{level}"
             if name == "sampler_model_vocab" and key in result:
