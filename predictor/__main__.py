@@ -53,9 +53,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     server = kserve.ModelServer(http_port=settings.http_port, grpc_port=settings.grpc_port,
                                 enable_grpc=settings.enable_grpc, workers=1, grace_period=2)
     _log_like_kserve()
-    install_server(server, settings, model)
-    for alias in settings.all_model_names[1:]:
-        server.register_model(model, name=alias)
+    install_server(server, model)  # registers the model under every served name
     log.info("serving %s as %s (model source: %s)", "DeepSeek-OCR", settings.all_model_names, settings.model_source)
     server.start([model])
 

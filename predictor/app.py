@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 
 from predictor.config import Settings
 from predictor.errors import NotReady
-from predictor.protocols.kserve import repository as kserve_repository
 from predictor.protocols.kserve.model import OcrModel
+from predictor.protocols.kserve.plane import build_plane
 from predictor.protocols.openai import routes as openai_api
 from predictor.server import auth, disconnect, drain, http_errors
 
@@ -36,7 +36,7 @@ def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI
     install_routes(app, model, docs=docs)
     _add_liveness(app, model)  # before KServe's, which answers "alive" whatever the engine's state
     if kserve_routes:
-        _add_kserve_routes(app, model, settings)
+        _add_kserve_routes(app, model)
     http_errors.install(app)
     app.state.drainer = install_http(app, model, settings)
     app.state.model = model
@@ -58,23 +58,16 @@ def _add_liveness(app: FastAPI, model: OcrModel) -> None:
         app.add_api_route(path, live, methods=["GET"], include_in_schema=False)
 
 
-def _add_kserve_routes(app: FastAPI, model: OcrModel, settings: Settings) -> Any:
-    """KServe's REST routes (v1, v2, liveness, metrics) and its error handlers, over a repository holding the
-    model under every served name: what kserve's REST server does when it starts, without binding a port."""
-    from kserve.model_repository import ModelRepository
+def _add_kserve_routes(app: FastAPI, model: OcrModel) -> Any:
+    """KServe's REST routes (v1, v2, liveness, metrics) and its error handlers over the model's KServe plane: what
+    kserve's REST server does when it starts, without binding a port."""
     from kserve.protocol.rest.server import RESTServer
 
-    from predictor.protocols.kserve.dataplane import OcrDataPlane
-    from predictor.protocols.kserve.repository import GuardedRepositoryExtension
-
-    repository = ModelRepository()
-    for name in settings.all_model_names:
-        repository.update(model, name)
-    extension = GuardedRepositoryExtension(repository, settings.enable_repository_extension)
-    server = RESTServer("kserve.model_server:app", OcrDataPlane(repository), extension, http_port=0)
+    plane = build_plane(model)
+    server = RESTServer("kserve.model_server:app", plane.dataplane, plane.extension, http_port=0)
     server._register_endpoints(app)
     server._add_exception_handlers(app)
-    return repository
+    return plane.repository
 
 
 def install_routes(app: FastAPI, model: Any, *, docs: bool = False) -> None:
@@ -96,20 +89,14 @@ def install_http(app: FastAPI, model: Any, settings: Settings) -> drain.Drainer:
     return drainer
 
 
-def install_server(server: Any, settings: Settings, model: Any) -> None:
-    """On a ``kserve.ModelServer`` before ``start()``: the guarded repository extension, our dataplane (raw v1
-    bodies, see ``predictor/protocols/kserve/dataplane.py``), gRPC API keys, and a server readiness that asks the
-    model (kserve's gRPC ``ServerReady`` answers true even with no model)."""
-    from predictor.protocols.kserve.dataplane import OcrDataPlane
-
-    kserve_repository.install(server, settings.enable_repository_extension)
-    server.dataplane = OcrDataPlane(model_registry=server.registered_models)
-
-    async def ready() -> bool:
-        return bool(await model.healthy())
-
-    server.dataplane.ready = ready
-    checker = auth.KeyChecker.from_settings(settings)
+def install_server(server: Any, model: OcrModel) -> None:
+    """On a ``kserve.ModelServer`` before ``start()``: the model's KServe plane (the model under every served
+    name, the guarded repository extension, our dataplane: raw v1 bodies, and server readiness and liveness that
+    ask the model, where kserve's gRPC ``ServerReady`` answers true even with no model) and gRPC API keys."""
+    plane = build_plane(model, server.registered_models)
+    server.dataplane = plane.dataplane
+    server.model_repository_extension = plane.extension
+    checker = auth.KeyChecker.from_settings(model.settings)
     if checker.enabled:
         auth.install_grpc(checker)
 
