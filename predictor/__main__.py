@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import TYPE_CHECKING
 
-# No torch.compile / Inductor / Triton on the serving path (see docs/ARCHITECTURE.md); set before torch loads.
-os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from predictor.config import set_serving_environment
+
+set_serving_environment()  # before anything imports torch
 
 log = logging.getLogger("predictor")
 

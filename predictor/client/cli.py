@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from predictor.constants import TASKS_WITHOUT_REF
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_URL = "http://localhost:8080"
-TASKS = ("ocr", "markdown", "grounding", "figure", "describe")  # the server's tasks that need no `ref`
 
 
 def _positive(value: str) -> int:
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output folder (default %(default)s)")
     _option(parser, "concurrency", type=_positive, default=8, help="pages in flight at once (default %(default)s)")
     _option(parser, "protocol", choices=("openai", "v1"), default="openai", help="API to call (default %(default)s)")
-    _option(parser, "task", choices=TASKS, help="DeepSeek prompt (server default: ocr)")
+    _option(parser, "task", choices=TASKS_WITHOUT_REF, help="DeepSeek prompt (server default: ocr)")
     _option(parser, "mode", help="resolution mode, e.g. gundam/base/tiny (v1), dynamic/global (v2)")
     _option(parser, "max-tokens", type=_positive, help="generated tokens per page (server default otherwise)")
     _option(parser, "render", action="store_true", help="also write OUTDIR/....page-N.png with the boxes drawn")

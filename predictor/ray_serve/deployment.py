@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
-# No torch.compile / Inductor / Triton on the serving path (docs/ARCHITECTURE.md); before torch is imported.
-os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from predictor.config import set_serving_environment
+
+set_serving_environment()  # in every replica process, before anything imports torch (as ``python -m predictor``)
 
 from ray import serve  # noqa: E402 - after the environment above
 from ray.serve.config import AutoscalingConfig  # noqa: E402
