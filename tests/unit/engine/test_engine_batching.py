@@ -13,16 +13,8 @@ from predictor.engine.engine import Engine
 from predictor.engine.prefill import PARALLEL_IMAGE_VALUES, image_values
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.errors import EngineFault, Overloaded
-from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.v2 import DeepseekOcr2Family
+from predictor.families.base import ImageOptions
 from tests.conftest import page_image
-
-
-@pytest.fixture(scope="module")
-def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
-    fam = DeepseekOcr2Family()
-    fam.load(tiny_v2_dir, LoadSettings("cpu", torch.float32, "sdpa", None))
-    return fam
 
 
 def _engine(family, **kw) -> Engine:
