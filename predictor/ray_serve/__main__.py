@@ -17,6 +17,10 @@ import time
 from dataclasses import fields
 from typing import Any
 
+from predictor.config import set_serving_environment
+
+set_serving_environment()  # the same preamble as python -m predictor (the replicas set it too: deployment.py)
+
 log = logging.getLogger("predictor.ray_serve")
 
 

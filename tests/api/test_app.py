@@ -48,7 +48,7 @@ def test_queue_full_gets_429_with_retry_after(app):
     async def run():
         async with _client(app) as client:
             long = asyncio.create_task(client.post("/v1/chat/completions",
-                                                   json=_chat(max_tokens=3000, min_tokens=3000, ngram_size=0)))
+                                                   json=_chat(max_tokens=300, min_tokens=300, ngram_size=0)))
             while app.state.model.runtime.engine.in_flight < 1:  # the long request holds the only slot
                 await asyncio.sleep(0.01)
             refused = await client.post("/v1/chat/completions", json=_chat(max_tokens=2))

@@ -44,6 +44,7 @@ async def _run_all(engine: Engine, items):
     return await asyncio.gather(*(one(p, s) for p, s in items))
 
 
+@pytest.mark.slow
 def test_greedy_tokens_identical_alone_and_batched(family):
     engine = _engine(family)
     try:
@@ -73,6 +74,7 @@ def test_matches_transformers_generate(family):
     assert got.token_ids == expected
 
 
+@pytest.mark.slow
 def test_poisoned_request_fails_alone(family):
     engine = _engine(family)
     good = [(_prepared(family, size, mode), _params(n)) for size, mode, n in CASES[:2]]
