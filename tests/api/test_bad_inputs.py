@@ -4,23 +4,18 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 
 import httpx
 import pytest
-from PIL import Image
 
-from tests.builders import chat_body, data_url, image_part, text_part, v1_body, v2_body, v2_input
+from tests.builders import b64, chat_body, data_url, image_part, png, text_part, v1_body, v2_body, v2_input
 
 MODEL = "deepseek-ocr"
 
 
 def _png(size: tuple[int, int]) -> str:
-    buf = io.BytesIO()
-    Image.new("RGB", size, "white").save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
+    return b64(png(size))
 
 
 OK = _png((64, 64))

@@ -7,8 +7,6 @@ Servers under test run with the defaults except ``--max_images_per_request 8`` a
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import struct
 from collections.abc import Callable
@@ -19,24 +17,12 @@ import grpc
 import httpx
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
-from PIL import Image
 
-from tests.builders import chat_body, data_url, image_part, v2_body, v2_input
+from tests.builders import b64, chat_body, data_url, image_part, png, v2_body, v2_input
 from tests.conftest import blank_pdf
 
 MODEL = "deepseek-ocr"
 CHAT, V1, V2 = "/v1/chat/completions", f"/v1/models/{MODEL}:predict", f"/v2/models/{MODEL}/infer"
-
-
-def png(size: tuple[int, int] = (64, 64)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, "white").save(buf, format="PNG")
-    return buf.getvalue()
-
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 OK = b64(png())

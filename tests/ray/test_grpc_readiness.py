@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
-pytest.importorskip("ray")  # conftest turns a missing Ray into a failure under `make test-ray`
-
-from predictor.config import Settings  # noqa: E402
-from predictor.protocols.kserve.model import OcrModel  # noqa: E402
-from predictor.ray_serve.grpc import GrpcFrontend, GrpcMethods  # noqa: E402
+from predictor.config import Settings
+from predictor.protocols.kserve.model import OcrModel
+from predictor.ray_serve.grpc import GrpcFrontend, GrpcMethods
 
 ALIAS = "ocr-alias"
 
