@@ -17,7 +17,7 @@ from predictor.config import Settings
 from predictor.errors import NotReady
 from predictor.protocols.kserve.model import OcrModel
 from predictor.protocols.kserve.plane import build_plane
-from predictor.protocols.openai import routes as openai_api
+from predictor.protocols.openai import routes as openai_routes
 from predictor.server import auth, disconnect, drain, http_errors
 
 
@@ -32,7 +32,7 @@ def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI
     model = model if model is not None else OcrModel(settings)
     if app is None:
         app = FastAPI(title="DeepSeek-OCR predictor", docs_url=None, redoc_url=None)
-    openai_api.register(app, model)  # first, so ours win where a path is shared with KServe v1
+    openai_routes.register(app, model)  # first, so ours win where a path is shared with KServe v1
     install_routes(app, model, docs=docs)
     _add_liveness(app, model)  # before KServe's, which answers "alive" whatever the engine's state
     if kserve_routes:

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from predictor.constants import IMAGE_NGRAM, MAX_NGRAM_SIZE
+from predictor.constants import DEVICES, IMAGE_NGRAM, MAX_NGRAM_SIZE
 from predictor.errors import ConfigError
 
 ENV_PREFIX = "PREDICTOR_"
@@ -105,7 +105,7 @@ def set_serving_environment() -> None:
 KSERVE_FLAGS = ("http_port", "grpc_port", "enable_grpc", "workers")
 
 _CHOICES = {
-    "device": ("auto", "cpu", "cuda"),
+    "device": DEVICES,
     "dtype": ("auto", "bfloat16", "float16", "float32"),
     "attn_implementation": ("auto", "sdpa", "eager"),
     "experts_implementation": ("auto", "grouped_mm", "batched_mm", "eager"),

@@ -35,6 +35,9 @@ TASKS = tuple(TASK_PROMPTS)
 DEFAULT_TASK = "ocr"
 TASKS_WITHOUT_REF = tuple(name for name, prompt in TASK_PROMPTS.items() if "{ref}" not in prompt)
 
+# Where a model runs (--device): "auto" picks cuda when a GPU is visible.
+DEVICES = ("auto", "cpu", "cuda")
+
 # Resolution modes per family; the first is the family's default.
 V1_MODES = ("gundam", "tiny", "small", "base", "large")
 V2_MODES = ("dynamic", "global")  # dynamic: global view + tiles (DeepSeek's only mode); global: the view alone
