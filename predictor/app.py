@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from predictor.config import Settings
 from predictor.errors import NotReady
 from predictor.protocols.kserve.model import OcrModel
-from predictor.protocols.kserve.plane import build_plane
+from predictor.protocols.kserve.plane import KServePlane, build_plane
 from predictor.protocols.openai import routes as openai_routes
 from predictor.server import auth, disconnect, drain, http_errors
 
@@ -27,7 +27,8 @@ def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI
 
     ``app``: add the routes to this app instead of a new one. ``kserve_routes=False`` leaves out KServe's own
     routes, for kserve's ``ModelServer``, which adds them to its module-level app when it starts. The model is
-    ``app.state.model``. ``docs``: keep ``/docs`` and ``/openapi.json`` (off by default).
+    ``app.state.model``, its KServe plane ``app.state.kserve_plane`` (None without KServe's routes). ``docs``:
+    keep ``/docs`` and ``/openapi.json`` (off by default).
     """
     model = model if model is not None else OcrModel(settings)
     if app is None:
@@ -35,8 +36,7 @@ def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI
     openai_routes.register(app, model)  # first, so ours win where a path is shared with KServe v1
     install_routes(app, model, docs=docs)
     _add_liveness(app, model)  # before KServe's, which answers "alive" whatever the engine's state
-    if kserve_routes:
-        _add_kserve_routes(app, model)
+    app.state.kserve_plane = _add_kserve_routes(app, model) if kserve_routes else None
     http_errors.install(app)
     app.state.drainer = install_http(app, model, settings)
     app.state.model = model
@@ -58,7 +58,7 @@ def _add_liveness(app: FastAPI, model: OcrModel) -> None:
         app.add_api_route(path, live, methods=["GET"], include_in_schema=False)
 
 
-def _add_kserve_routes(app: FastAPI, model: OcrModel) -> Any:
+def _add_kserve_routes(app: FastAPI, model: OcrModel) -> KServePlane:
     """KServe's REST routes (v1, v2, liveness, metrics) and its error handlers over the model's KServe plane: what
     kserve's REST server does when it starts, without binding a port."""
     from kserve.protocol.rest.server import RESTServer
@@ -67,7 +67,7 @@ def _add_kserve_routes(app: FastAPI, model: OcrModel) -> Any:
     server = RESTServer("kserve.model_server:app", plane.dataplane, plane.extension, http_port=0)
     server._register_endpoints(app)
     server._add_exception_handlers(app)
-    return plane.repository
+    return plane
 
 
 def install_routes(app: FastAPI, model: Any, *, docs: bool = False) -> None:

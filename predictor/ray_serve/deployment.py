@@ -39,7 +39,7 @@ class OcrDeployment(GrpcMethods):
         settings, _ = parse_builder_args(args, check_host=True)
         self._app = build_app(settings)
         self.model = self._app.state.model
-        self._grpc = GrpcFrontend(self.model)  # KServe v2 gRPC via Serve's gRPC proxy
+        self._grpc = GrpcFrontend(self.model, self._app.state.kserve_plane)  # KServe v2 gRPC via Serve's gRPC proxy
         # Serve routes no traffic to a replica until __init__ returns: ready means the weights are loaded.
         await asyncio.to_thread(self.model.load)
         self._mirror = asyncio.get_running_loop().create_task(MetricsMirror().run())

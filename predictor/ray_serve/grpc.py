@@ -64,14 +64,16 @@ class GrpcFrontend:
     """kserve's servicer over the model's KServe plane (every served name), called with Serve's request and
     context."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, plane: Any = None):
+        """``plane``: the KServe plane the replica's REST routes use (``app.state.kserve_plane``); a new one over
+        ``model`` when not given."""
         from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
         from kserve.protocol.grpc.servicer import InferenceServicer
 
         from predictor.protocols.kserve.plane import build_plane
         from predictor.server.auth import KeyChecker
 
-        plane = build_plane(model)  # the same plane as the REST routes: readiness and liveness ask the model
+        plane = plane if plane is not None else build_plane(model)  # readiness and liveness ask the model
         self._servicer = InferenceServicer(plane.dataplane, plane.extension)
         self._errors = ExceptionToStatusInterceptor()
         self._keys = KeyChecker.from_settings(model.settings)  # the same API keys as the HTTP routes

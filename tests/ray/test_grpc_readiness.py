@@ -10,6 +10,7 @@ import asyncio
 
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
+from predictor.app import build_app
 from predictor.config import Settings
 from predictor.protocols.kserve.model import OcrModel
 from predictor.ray_serve.grpc import GrpcFrontend, GrpcMethods
@@ -29,8 +30,13 @@ class _ServeContext:
 
 
 class _Replica(GrpcMethods):
-    def __init__(self, model: OcrModel):
-        self._grpc = GrpcFrontend(model)
+    """What ``OcrDeployment.__init__`` builds, without Serve: the app, its model and the gRPC frontend on the
+    app's KServe plane."""
+
+    def __init__(self, settings: Settings):
+        app = build_app(settings)
+        self.model: OcrModel = app.state.model
+        self._grpc = GrpcFrontend(self.model, app.state.kserve_plane)
 
 
 def _probe(replica: _Replica) -> dict[str, bool]:
@@ -45,8 +51,8 @@ def _probe(replica: _Replica) -> dict[str, bool]:
 
 
 def test_grpc_readiness_and_liveness_ask_the_model(tiny_v2_dir):
-    model = OcrModel(Settings(model_dir=tiny_v2_dir, device="cpu", served_model_names=[ALIAS], max_batch_size=1))
-    replica = _Replica(model)
+    replica = _Replica(Settings(model_dir=tiny_v2_dir, device="cpu", served_model_names=[ALIAS], max_batch_size=1))
+    model = replica.model
     assert _probe(replica) == {"live": True, "server_ready": False, "model_ready": False, "alias_ready": False}
     model.load()
     try:
