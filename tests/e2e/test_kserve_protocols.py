@@ -108,6 +108,7 @@ def test_v2_grpc_infer_raw_bytes(server):
     assert list(outputs["finish_reason"].data) in (["length"], [b"length"])
 
 
+@pytest.mark.slow
 def test_health_answers_during_long_generation(server):
     """Generation runs off the event loop: liveness/readiness answer while a long request is still running."""
     body = {"instances": [{"image": B64, "max_tokens": 3000, "min_tokens": 3000, "ngram_size": 0}]}
@@ -189,6 +190,7 @@ def test_v2_bad_input_is_400(server):
         assert field in r.json()["error"], r.text
 
 
+@pytest.mark.slow
 def test_readiness_503_until_loaded_and_failed_load_exits(tiny_v2_dir, tmp_path):
     """config.json is a FIFO the server blocks on, so 'loading' lasts exactly as long as the test wants."""
     gated = tmp_path / "gated"

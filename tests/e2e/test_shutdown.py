@@ -9,6 +9,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import png_bytes
 from tests.e2e.server import served
@@ -18,6 +19,7 @@ B64 = base64.b64encode(png_bytes()).decode()
 GRACE = 60
 
 
+@pytest.mark.slow
 def test_sigterm_drains_in_flight_requests(tiny_v2_dir, tmp_path):
     with served(tiny_v2_dir, str(tmp_path / "server.log"), "--shutdown_grace", str(GRACE)) as srv:
         results: list[httpx.Response] = []
