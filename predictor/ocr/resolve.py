@@ -17,7 +17,7 @@ from predictor.engine.types import SamplingParams
 from predictor.errors import ConfigError, InvalidRequest
 from predictor.families.base import ImageOptions, ModelFamily
 from predictor.ocr import tasks
-from predictor.ocr.documents import DocumentLimits, Page, decode_documents, is_pdf
+from predictor.ocr.documents import PDF_DPI, DocumentLimits, Page, PdfControls, decode_documents, is_pdf
 from predictor.ocr.options import OcrOptions
 
 DocumentKind = Literal["image", "pdf"]
@@ -41,6 +41,9 @@ class ResolvedOptions:
     stop: tuple[str, ...]
     ngram_size: int
     ngram_window: int
+    figures: bool = False  # crop image blocks (predictor.ocr.figures)
+    math: str = "latex"  # predictor.ocr.markdown
+    table_format: str = "html"
 
     def sampling(self, prompt_tokens: int, max_context: int) -> SamplingParams:
         room = max_context - prompt_tokens
@@ -85,7 +88,8 @@ class Resolver:
             max_tokens=min(options.max_tokens or self.settings.default_max_tokens, self.settings.max_new_tokens),
             min_tokens=options.min_tokens, ignore_eos=options.ignore_eos, temperature=options.temperature,
             top_p=options.top_p, seed=options.seed, stop=options.stop, ngram_size=ngram_size,
-            ngram_window=ngram_window,
+            ngram_window=ngram_window, figures=options.figures, math=options.math,
+            table_format=options.table_format,
         )
 
     def document(self, data: bytes, field: str, options: OcrOptions, where: str | None = None) -> Document:
@@ -106,8 +110,15 @@ class Resolver:
                 if where is None:
                     raise
                 raise prefixed(exc, where) from exc
-        pages = decode_documents([(data, field) for data, field, _, _ in items],
-                                 DocumentLimits.from_settings(self.settings), lazy=True)
+        controls = [PdfControls(options.dpi or PDF_DPI, options.pages) for _, _, options, _ in items]
+        try:
+            pages = decode_documents([(data, field) for data, field, _, _ in items],
+                                     DocumentLimits.from_settings(self.settings), lazy=True, controls=controls)
+        except InvalidRequest as exc:
+            where = next((w for _, f, _, w in items if w and exc.message.find(f) >= 0), None)
+            if exc.param in ("pages", "dpi") and where is not None:
+                raise prefixed(exc, where) from exc
+            raise
         return [Document(doc_pages, kind, options) for doc_pages, (kind, options) in zip(pages, resolved, strict=True)]
 
 

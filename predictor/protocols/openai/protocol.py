@@ -20,7 +20,7 @@ from openai.types.completion_usage import CompletionUsage
 
 from predictor.errors import InvalidRequest
 from predictor.ocr.options import ALIASES, OPTION_NAMES, OcrOptions, merge, parse_options
-from predictor.ocr.service import OcrOutput
+from predictor.ocr.service import OcrOutput, figure_fields
 
 _REFUSED = {  # parameters we cannot honour: refuse rather than silently ignore
     "tools": "tools are not supported by this OCR model",
@@ -168,10 +168,11 @@ def ocr_extra(output: OcrOutput) -> dict[str, Any]:
     blocks together (each with its ``page`` when there are several pages)."""
     pages = []
     for o in output.page_outputs:
-        page: dict[str, Any] = {"blocks": o.blocks, "finish_reason": o.finish_reason,
+        page: dict[str, Any] = {**o.page, "blocks": o.blocks, "finish_reason": o.finish_reason,
                                 "image_tokens": o.image_tokens, "raw_text": o.raw_text}
         if o.rendered_png is not None:
             page["rendered_png"] = o.rendered_png
+        page.update(figure_fields(o))
         pages.append(page)
     return {"pages": pages, "blocks": output.blocks}
 
