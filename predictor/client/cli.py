@@ -132,6 +132,11 @@ class _UsageError(Exception):
     pass
 
 
+def figures_wanted(args: argparse.Namespace) -> bool:
+    """``--figures`` / ``--no-figures`` as given; by default on for ``--task markdown`` (the task with figures)."""
+    return args.task == "markdown" if args.figures is None else args.figures
+
+
 def api_key(args: argparse.Namespace) -> str | None:
     return args.api_key or os.environ.get("DEEPSEEK_OCR_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
 
@@ -156,7 +161,7 @@ async def _run(args: argparse.Namespace, inputs: list[Any], stats: Any) -> None:
                                  mode=args.mode, max_tokens=args.max_tokens, render=args.render,
                                  overwrite=args.overwrite, dpi=args.dpi, pages=args.pages, math=args.math,
                                  tables=args.tables, raw=args.raw, render_png=args.render_png,
-                                 figures=args.task == "markdown" if args.figures is None else args.figures)
+                                 figures=figures_wanted(args))
             await Runner(options, transport, progress).run(inputs)
     finally:
         progress.close()
