@@ -19,7 +19,7 @@ from PIL import Image
 
 FIGURE_LABEL = "image"
 PLACEHOLDER = "[figure]"
-JPEG_QUALITY = 90
+JPEG_QUALITY = 85
 MIME = "image/jpeg"
 
 
@@ -82,7 +82,7 @@ class Namer:
 def crop(image: Image.Image, blocks: list[Any], planned: list[Planned]) -> tuple[list[dict], list[dict]]:
     """JPEG crops of the named boxes (``blocks``: the page's grounding blocks) and the skipped ones' reports."""
     figures, skipped = [], []
-    page = image.convert("RGB")
+    page = image if image.mode == "RGB" else image.convert("RGB")
     for plan in planned:
         if plan.name is None:
             skipped.append({"block": plan.block, "box": plan.box, "reason": plan.reason})

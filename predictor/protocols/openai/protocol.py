@@ -6,6 +6,7 @@ with its text as the prompt. Earlier turns and system messages do not change the
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -190,7 +191,8 @@ def completion(req: ChatRequest, model: str, output: OcrOutput) -> dict[str, Any
 
 
 def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: bool = False,
-          finish: str | None = None, usage: OcrOutput | None = None) -> str:
+          finish: str | None = None, usage: OcrOutput | None = None, ocr: OcrOutput | None = None) -> str:
+    """One SSE frame; ``ocr``: the finished output, whose structured results (figures) ride on this chunk."""
     if usage is not None:
         choices: list[ChunkChoice] = []
     else:
@@ -198,4 +200,6 @@ def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: boo
         choices = [ChunkChoice(index=0, delta=delta, finish_reason=finish)]  # type: ignore[arg-type]
     obj = ChatCompletionChunk(id=req.request_id, created=req.created, model=model, object="chat.completion.chunk",
                               choices=choices, usage=_usage(usage) if usage is not None else None)
+    if ocr is not None:
+        return f"data: {json.dumps({**obj.model_dump(exclude_none=True), 'ocr': ocr_extra(ocr)})}\n\n"
     return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"
