@@ -224,7 +224,8 @@ Page = Image.Image | Callable[[], Image.Image]
 
 
 def page_info(page: Page) -> PageInfo:
-    return getattr(page, "info", None) or PageInfo()
+    # Not getattr(page, "info"): a PIL image has an ``info`` dict of its own (JPEG: jfif, dpi, ...).
+    return page.info if isinstance(page, PdfPage) else PageInfo()
 
 
 def lazy_pages(data: bytes, plan: PdfPlan) -> list[Page]:

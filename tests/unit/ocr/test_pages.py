@@ -63,3 +63,16 @@ def test_a_page_over_the_pixel_limit_renders_lower_and_says_so():
     info = page_info(pages[0])
     image = pages[0]()
     assert info.scaled and info.dpi < 300 and image.width * image.height <= 2_000_000 * 1.01
+
+
+def test_an_image_is_page_one_whatever_its_own_metadata():
+    import io
+
+    from PIL import Image
+
+    from predictor.ocr.documents import decode_image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), "white").save(buf, format="JPEG", dpi=(300, 300))  # JPEG metadata in image.info
+    image = decode_image(buf.getvalue(), "image", 10**6)
+    assert page_info(image).number == 1 and page_info(image).dpi is None
