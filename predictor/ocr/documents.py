@@ -128,6 +128,7 @@ class PdfControls:
 
     dpi: int = PDF_DPI
     pages: PageRanges | None = None
+    pages_param: str = "pages"  # how errors about the selection name it (e.g. instances[2].pages)
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def plan_pdf(data: bytes, field: str, max_pages: int, max_page_pixels: int,
         if controls.pages is None and count > max_pages:
             raise InvalidRequest(f"{field} has {count} pages, over the limit of {max_pages}; select some with "
                                  "'pages'", param=field)
-        numbers = select_pages(controls.pages, count, max_pages, field)
+        numbers = select_pages(controls.pages, count, max_pages, field, controls.pages_param)
         scales, pixels = [], 0
         for index in numbers:
             try:

@@ -110,15 +110,10 @@ class Resolver:
                 if where is None:
                     raise
                 raise prefixed(exc, where) from exc
-        controls = [PdfControls(options.dpi or PDF_DPI, options.pages) for _, _, options, _ in items]
-        try:
-            pages = decode_documents([(data, field) for data, field, _, _ in items],
-                                     DocumentLimits.from_settings(self.settings), lazy=True, controls=controls)
-        except InvalidRequest as exc:
-            where = next((w for _, f, _, w in items if w and exc.message.find(f) >= 0), None)
-            if exc.param in ("pages", "dpi") and where is not None:
-                raise prefixed(exc, where) from exc
-            raise
+        controls = [PdfControls(options.dpi or PDF_DPI, options.pages, f"{where}.pages" if where else "pages")
+                    for _, _, options, where in items]
+        pages = decode_documents([(data, field) for data, field, _, _ in items],
+                                 DocumentLimits.from_settings(self.settings), lazy=True, controls=controls)
         return [Document(doc_pages, kind, options) for doc_pages, (kind, options) in zip(pages, resolved, strict=True)]
 
 
