@@ -131,7 +131,8 @@ def test_kserve_v2_rest_and_grpc_parameters(fitted_server):
         finally:
             await client.close()
 
-    for name, value in (("pages", "0"), ("pages", "1-999"), ("dpi", 10), ("table_format", "csv")):
+    for name, value in (("pages", "0"), ("pages", "3-1"), ("pages", "1-999"), ("dpi", 10), ("dpi", "high"),
+                        ("table_format", "csv")):
         with pytest.raises(Exception) as info:
             asyncio.run(grpc({name: value, "max_tokens": 1}))
         assert "INVALID_ARGUMENT" in str(info.value) and name in str(info.value)
