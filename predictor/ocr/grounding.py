@@ -7,7 +7,8 @@ a 0-999 scale of the original image (pixel = v / 999 * width or height).
 Rules (shared by :func:`parse` and :class:`StreamCleaner`, which run the same scanner and text normaliser, so the
 streamed deltas always add up to ``parse(raw).text``):
 
-- a group with parseable boxes becomes a block and disappears from the text;
+- a group with parseable boxes becomes a block and disappears from the text (or leaves what ``group_text`` says:
+  a figure's link or placeholder);
 - ``<|ref|>LABEL<|/ref|>`` not followed by ``<|det|>`` (the ``locate`` prompt's wording, echoed) keeps ``LABEL`` as
   plain text, drops its tags and makes no block: there is nothing to draw, and the label is real text;
 - anything malformed (unclosed tags, unparseable coordinates, over-long label or coordinates, stray closing tags)
