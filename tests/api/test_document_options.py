@@ -90,3 +90,26 @@ def test_figures_asked_for_an_image_without_figures_answer_an_empty_list(app_mod
     assert chat["ocr"]["pages"][0]["figures"] == [] and chat["ocr"]["pages"][0]["page"] == 1
     plain = _post(app, V1, _v1(data=image)).json()["predictions"][0]
     assert "figures" not in plain and plain["width"] == 640 and "raw_text" in plain
+
+
+@pytest.fixture(scope="module")
+def tight_app(fitted_grounding_dir: str):
+    """A checkpoint fitted to emit a grounding page with one figure, and no room for crops in a response."""
+    from predictor.app import build_app
+    from predictor.config import Settings
+
+    app = build_app(Settings(model_dir=fitted_grounding_dir, device="cpu", max_batch_size=2, max_queue=4,
+                             default_max_tokens=400, max_response_bytes=1))
+    app.state.model.load()
+    yield app
+    app.state.model.stop_engine()
+
+
+def test_crops_past_the_response_budget_are_reported_not_a_500(tight_app):
+    image = base64.b64encode(png_bytes()).decode()
+    r = _post(tight_app, V1, {"instances": [{"image": image, "task": "markdown", "figures": True}] * 2})
+    assert r.status_code == 200, r.text
+    for prediction in r.json()["predictions"]:
+        assert prediction["figures"] == [] and "![](images/0_0.jpg)" in prediction["text"]
+        (skipped,) = prediction["figures_skipped"]
+        assert skipped["name"] == "0_0.jpg" and skipped["reason"] == "response size limit (1 bytes)"
