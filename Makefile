@@ -59,8 +59,9 @@ image-test: ## build the Containerfile from a local stand-in base and probe read
 lint:
 	$(PYTHON) -m ruff check predictor tests bench
 
-bench: install ## batching benchmark, tiny checkpoint: c=1 vs c=8 at 512 and 2,048 tokens, median of 3 (one JSON line)
+bench: install ## batching benchmark (c=1 vs c=8 at 512 and 2,048 tokens, median of 3), then post-processing with figures
 	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_batching.py --tokens 512 2048 --repeats 3
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_postprocess.py
 
 soak: ## reliability suite on the tiny model, loopback only (5-10 min; not part of `make test`; see docs/RELIABILITY.md)
 	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m tests.soak.run_soak

@@ -62,6 +62,7 @@ class Settings:
     max_pdf_pages: int = 32
     max_page_pixels: int = 8_000_000
     max_request_pixels: int = 100_000_000
+    max_response_bytes: int = 32 * 1024 * 1024
     allow_remote_images: bool = False
     remote_image_hosts: list[str] = field(default_factory=list)
     remote_image_max_bytes: int = 16 * 1024 * 1024
@@ -135,6 +136,7 @@ _HELP = {
     "max_pdf_pages": "most PDF pages in one request (all its documents together), counted before rendering",
     "max_page_pixels": "most pixels of one rendered PDF page: a larger page renders below 144 DPI",
     "max_request_pixels": "most pixels of all rendered PDF pages of one request (checked before rendering)",
+    "max_response_bytes": "response size budget: figure crops (figures option) past it are left out and reported",
     "allow_remote_images": "allow http(s) image URLs (public addresses of --remote_image_hosts only)",
     "remote_image_hosts": "comma-separated host names remote images may come from",
     "ngram_size": "repetition guard n-gram size (0 disables)",
@@ -210,7 +212,7 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
         raise ConfigError(f"--model_dir {s.model_dir!r} has no config.json (is it a checkpoint directory?)")
     positive = ("max_new_tokens", "default_max_tokens", "max_batch_size", "max_batch_tokens", "max_body_bytes",
                 "max_image_pixels", "max_instances", "max_images_per_request", "max_pdf_pages", "max_page_pixels",
-                "max_request_pixels", "remote_image_max_bytes")
+                "max_request_pixels", "remote_image_max_bytes", "max_response_bytes")
     for name in positive:
         if getattr(s, name) < 1:
             raise ConfigError(f"--{name} must be at least 1, got {getattr(s, name)}")

@@ -37,6 +37,9 @@ class ResolvedOptions:
     stop: tuple[str, ...]
     ngram_size: int
     ngram_window: int
+    figures: bool = False  # crop image blocks (predictor.ocr.figures)
+    math: str = "latex"  # predictor.ocr.markdown
+    table_format: str = "html"
 
     def sampling(self, prompt_tokens: int, max_context: int) -> SamplingParams:
         room = max_context - prompt_tokens
@@ -72,6 +75,9 @@ class OcrOutput:
     rendered_png: str | None = None  # base64 PNG with the boxes drawn, when render was asked for
     ttft_s: float | None = None  # from the start of preprocessing to the first sampled token
     pages: list[OcrOutput] = field(default_factory=list)  # per page, for a multi-page output
+    figures: list[dict[str, Any]] | None = None  # crops of this page; None: the figures option was off
+    figures_skipped: list[dict[str, Any]] = field(default_factory=list)  # degenerate boxes, crops over budget
+    page: dict[str, Any] = field(default_factory=dict)  # number, width, height (and dpi for a PDF page)
 
     @property
     def usage(self) -> dict[str, int]:

@@ -24,6 +24,7 @@ from kserve import InferRequest
 from predictor.config import Settings
 from predictor.errors import NotReady, PredictorError
 from predictor.ocr.aio import gather_or_cancel
+from predictor.ocr.figures import within_budget
 from predictor.ocr.runtime import Runtime, load_runtime
 from predictor.protocols.kserve import io as kserve_io
 from predictor.protocols.kserve.io import ParsedRequest
@@ -186,6 +187,9 @@ class OcrModel(kserve.Model):
                 return self._stream_v1(runtime, parsed)
             outputs = await gather_or_cancel(*(runtime.service.run_documents([document])
                                               for document in parsed.documents))
+            # One response for all instances: their crops share one budget, as each document's pages do.
+            within_budget([page for output in outputs for page in output.page_outputs],
+                          runtime.settings.max_response_bytes)
         except PredictorError as exc:
             raise for_kserve(exc) from exc
         if parsed.protocol == "v2":

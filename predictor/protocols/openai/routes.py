@@ -108,7 +108,9 @@ class OpenAIRoutes:
                 if isinstance(item, str):
                     yield proto.chunk(chat, chat.model, content=item)
                 else:
-                    yield proto.chunk(chat, chat.model, finish=item.finish_reason)
+                    # Crops cannot stream: with figures, they come on the finishing chunk, beside the blocks.
+                    yield proto.chunk(chat, chat.model, finish=item.finish_reason,
+                                      ocr=item if chat.options.figures else None)
                     if chat.include_usage:
                         yield proto.chunk(chat, chat.model, usage=item)
         except PredictorError as exc:
