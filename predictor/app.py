@@ -71,7 +71,8 @@ def _add_kserve_routes(app: FastAPI, model: OcrModel, settings: Settings) -> Any
     for name in settings.all_model_names:
         repository.update(model, name)
     extension = GuardedRepositoryExtension(repository, settings.enable_repository_extension)
-    server = RESTServer("kserve.model_server:app", OcrDataPlane(repository), extension, http_port=0)
+    plane = OcrDataPlane(repository, repository_extension=settings.enable_repository_extension)
+    server = RESTServer("kserve.model_server:app", plane, extension, http_port=0)
     server._register_endpoints(app)
     server._add_exception_handlers(app)
     return repository
@@ -103,7 +104,8 @@ def install_server(server: Any, settings: Settings, model: Any) -> None:
     from predictor.protocols.kserve.dataplane import OcrDataPlane
 
     kserve_repository.install(server, settings.enable_repository_extension)
-    server.dataplane = OcrDataPlane(model_registry=server.registered_models)
+    server.dataplane = OcrDataPlane(server.registered_models,
+                                    repository_extension=settings.enable_repository_extension)
 
     async def ready() -> bool:
         return bool(await model.healthy())

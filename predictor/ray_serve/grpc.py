@@ -65,10 +65,10 @@ class GrpcFrontend:
 
     def __init__(self, model: Any, names: list[str]):
         from kserve.model_repository import ModelRepository
-        from kserve.protocol.dataplane import DataPlane
         from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
         from kserve.protocol.grpc.servicer import InferenceServicer
 
+        from predictor.protocols.kserve.dataplane import OcrDataPlane
         from predictor.protocols.kserve.repository import GuardedRepositoryExtension
         from predictor.server.auth import KeyChecker
 
@@ -76,7 +76,8 @@ class GrpcFrontend:
         for name in names:
             repository.update(model, name)
         extension = GuardedRepositoryExtension(repository, model.settings.enable_repository_extension)
-        self._servicer = InferenceServicer(DataPlane(repository), extension)
+        plane = OcrDataPlane(repository, repository_extension=model.settings.enable_repository_extension)
+        self._servicer = InferenceServicer(plane, extension)
         self._errors = ExceptionToStatusInterceptor()
         self._keys = KeyChecker.from_settings(model.settings)  # the same API keys as the HTTP routes
 
