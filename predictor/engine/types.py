@@ -23,6 +23,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     ngram_size: int = 30
     ngram_window: int = 90
+    ngram_whitelist: tuple[int, ...] | None = None  # None: the family's whitelist (table tags)
 
 
 @dataclass

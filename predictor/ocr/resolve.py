@@ -41,6 +41,7 @@ class ResolvedOptions:
     stop: tuple[str, ...]
     ngram_size: int
     ngram_window: int
+    ngram_whitelist: tuple[int, ...] | None = None
 
     def sampling(self, prompt_tokens: int, max_context: int) -> SamplingParams:
         room = max_context - prompt_tokens
@@ -51,7 +52,7 @@ class ResolvedOptions:
         return SamplingParams(
             max_new_tokens=max_new, min_new_tokens=min(self.min_tokens, max_new), ignore_eos=self.ignore_eos,
             temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=self.stop,
-            ngram_size=self.ngram_size, ngram_window=self.ngram_window,
+            ngram_size=self.ngram_size, ngram_window=self.ngram_window, ngram_whitelist=self.ngram_whitelist,
         )
 
 
@@ -85,8 +86,20 @@ class Resolver:
             max_tokens=min(options.max_tokens or self.settings.default_max_tokens, self.settings.max_new_tokens),
             min_tokens=options.min_tokens, ignore_eos=options.ignore_eos, temperature=options.temperature,
             top_p=options.top_p, seed=options.seed, stop=options.stop, ngram_size=ngram_size,
-            ngram_window=ngram_window,
+            ngram_window=ngram_window, ngram_whitelist=self._whitelist(options.ngram_whitelist),
         )
+
+    def _whitelist(self, ids: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        """Token ids must exist in the loaded tokenizer (a checkpoint's ids differ from another's)."""
+        tokenizer = getattr(self.family, "tokenizer", None)
+        if ids is None or tokenizer is None:
+            return ids
+        size = len(tokenizer)
+        outside = [i for i in ids if i >= size]
+        if outside:
+            raise InvalidRequest(f"token ids {outside[:8]} are outside the tokenizer's vocabulary (0..{size - 1})",
+                                 param="ngram_whitelist")
+        return ids
 
     def document(self, data: bytes, field: str, options: OcrOptions, where: str | None = None) -> Document:
         """One input alone (see ``documents``)."""

@@ -24,6 +24,7 @@ from predictor.ocr.resolve import Document
 from predictor.ocr.runtime import Runtime
 from predictor.protocols.kserve.model import OcrModel
 from predictor.protocols.openai import protocol as proto
+from predictor.protocols.openai import vllm
 from predictor.server.http_errors import OpenAIRoute, register_routes, sse_error_frame
 
 OWNER = "deepseek-ai"
@@ -67,8 +68,11 @@ class OpenAIRoutes:
         return JSONResponse(self._card(model_name, True))
 
     async def health(self) -> JSONResponse:
-        if not await self.model.healthy():
-            raise NotReady("model is loading", retry_after=10)
+        state, reason = self.model.state()
+        if state != "ready":
+            error = NotReady(f"the model is {state}: {reason}", retry_after=1 if state == "draining" else 10)
+            error.code = state  # loading | unloaded | draining | failed
+            raise error
         runtime = self.runtime()
         return JSONResponse({"status": "ok", "model": self.model.name, "family": runtime.family.name,
                              "in_flight": runtime.engine.in_flight})
@@ -87,7 +91,10 @@ class OpenAIRoutes:
         if chat.model not in self.names:
             raise ModelNotFound(f"model {chat.model!r} does not exist; served: {', '.join(self.names)}",
                                 param="model")
-        runtime.service.resolver.options(chat.options)  # refuse a bad option before fetching or decoding
+        try:  # refuse a bad option before fetching or decoding
+            runtime.service.resolver.options(chat.options)
+        except InvalidRequest as exc:
+            raise (vllm.renamed(exc) if isinstance(body.get("vllm_xargs"), dict) else exc) from exc
         data = await asyncio.gather(*(self._bytes(url, i, runtime) for i, url in enumerate(chat.images)))
         documents = await asyncio.to_thread(runtime.service.resolver.documents,
                                             [(raw, field, chat.options, None) for raw, field in data])
