@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -132,11 +133,24 @@ def parse_v2(request: InferRequest, resolver: Resolver) -> ParsedRequest:
     items = []
     for i, (element, prompt) in enumerate(zip(images, prompts, strict=True)):
         field = f"image[{i}]"
-        data = element if isinstance(element, bytes) else decode_base64(element, field, settings.max_body_bytes)
+        data = _image_bytes(element, field, settings.max_body_bytes)
         element_options = options if prompt is None else parse_options({**params, "prompt": prompt},
                                                                        ignore=_V2_PROTOCOL_PARAMS)
         items.append((data, field, element_options, None))
     return ParsedRequest(resolver.documents(items), "v2", v2_request=request)
+
+
+_BASE64_TEXT = re.compile(rb"(data:[^,]{0,200},)?[A-Za-z0-9+/=\r\n]+")
+
+
+def _image_bytes(element: str | bytes, field: str, limit: int) -> bytes:
+    """An element is an image's bytes, or its base64 text (a data URL too): the same over JSON, gRPC and REST's
+    binary extension. Raw image bytes never match the base64 alphabet (every format starts with a byte outside it)."""
+    if isinstance(element, bytes):
+        if not _BASE64_TEXT.fullmatch(element):
+            return element
+        element = element.decode("ascii")
+    return decode_base64(element, field, limit)
 
 
 def _v2_parameters(request: InferRequest) -> dict[str, Any]:
@@ -238,9 +252,9 @@ def v2_response(parsed: ParsedRequest, outputs: list[OcrOutput], model_name: str
     response_id = (request.id if request is not None and request.id else None) or generate_uuid()
     from_grpc = bool(request is not None and request.from_grpc)
     binary, requested = False, None
-    if request is not None and not from_grpc:
+    if request is not None:  # gRPC: raw outputs when the inputs came raw (tritonclient reads nothing else)
         binary = bool(request.use_binary_outputs)
-        requested = _requested_outputs(request, {o.name for o in infer_outputs})
+        requested = None if from_grpc else _requested_outputs(request, {o.name for o in infer_outputs})
     return InferResponse(response_id=response_id, model_name=model_name, infer_outputs=infer_outputs,
                          from_grpc=from_grpc, use_binary_outputs=binary, requested_outputs=requested)
 
