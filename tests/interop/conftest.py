@@ -19,17 +19,27 @@ from tests.e2e.server import Server, served
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches a price list at import otherwise
 
 MODEL = "deepseek-ocr"
-HUB_ID = "deepseek-ai/DeepSeek-OCR-2"  # the tiny checkpoint is DeepSeek-OCR-2's architecture
+HUB_ID = "deepseek-ai/DeepSeek-OCR"  # the tiny checkpoint is DeepSeek-OCR's (v1) architecture: vLLM's recipe name
 MAX_TOKENS = 8
 PNG = png_bytes()
 B64 = base64.b64encode(PNG).decode()
 DATA_URL = "data:image/png;base64," + B64
 
 
+# tritonclient and kserve register the same protobuf messages ("inference.ServerLiveRequest") in one descriptor
+# pool, so they cannot be imported in one process: test_triton.py runs triton_checks.py in a pytest of its own,
+# against this session's server, named here.
+SERVER_ENV = "INTEROP_SERVER"
+
+
 @pytest.fixture(scope="session")
-def server(tiny_v2_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Server:
+def server(tiny_v1_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Server:
+    if os.environ.get(SERVER_ENV):
+        http_port, grpc_port = (int(p) for p in os.environ[SERVER_ENV].split(","))
+        yield Server(process=None, http_port=http_port, grpc_port=grpc_port, log_path="")  # type: ignore[arg-type]
+        return
     log = str(tmp_path_factory.mktemp("interop") / "server.log")
-    with served(tiny_v2_dir, log, "--default_max_tokens", str(MAX_TOKENS), "--max_batch_size", "2") as srv:
+    with served(tiny_v1_dir, log, "--default_max_tokens", str(MAX_TOKENS), "--max_batch_size", "2") as srv:
         yield srv
 
 
