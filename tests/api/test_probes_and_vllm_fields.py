@@ -148,3 +148,25 @@ def test_hub_id_of_the_weights_is_a_model_name(app):
     response = _get(app, "POST", "/v1/chat/completions", json=_chat(model=HUB_ID))
     assert response.status_code == 200, response.text
     assert response.json()["model"] == HUB_ID
+
+
+def test_recipe_on_a_grounding_page_keeps_the_tags_only_when_asked(fitted_grounding_dir):
+    """A checkpoint fitted to write a grounding page: vLLM's recipe (``skip_special_tokens: false``) gets the raw
+    page with DeepSeek's tags, as its parser expects; the default gets the clean text."""
+    from predictor.app import build_app
+    from predictor.config import Settings
+    from predictor.testing.fitted import TARGETS
+
+    app = build_app(Settings(model_dir=fitted_grounding_dir, device="cpu", default_max_tokens=400))
+    app.state.model.load()
+    td_ids = app.state.model.runtime.family.tokenizer.convert_tokens_to_ids(["<td>", "</td>"])
+    try:
+        raw = _get(app, "POST", "/v1/chat/completions", json=_chat(
+            model=HUB_ID, max_tokens=400, skip_special_tokens=False,
+            vllm_xargs={"ngram_size": 30, "window_size": 90, "whitelist_token_ids": td_ids})).json()
+        clean = _get(app, "POST", "/v1/chat/completions", json=_chat(max_tokens=400)).json()
+    finally:
+        app.state.model.stop_engine()
+    assert raw["choices"][0]["message"]["content"] == TARGETS["grounding"]
+    assert "<|ref|>" not in clean["choices"][0]["message"]["content"]
+    assert "Fitted Page" in clean["choices"][0]["message"]["content"]
