@@ -109,8 +109,11 @@ class Settings:
 def _hub_id_of_dir(model_dir: str) -> str | None:
     """A local checkpoint's hub id: its config's ``_name_or_path`` when that is one, the HF cache folder it sits in
     (``models--owner--name``), else the canonical id of its architecture (a copy of the official weights)."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):  # a pipe (or anything but a file) is read by the loader alone
+        return None
     try:
-        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             config = json.load(f)
     except (OSError, ValueError):
         return None

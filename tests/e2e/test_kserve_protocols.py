@@ -284,4 +284,5 @@ def test_start_up_log_says_what_runs(server):
     with open(server.log_path, encoding="utf-8", errors="replace") as f:
         log = f.read()  # whole: server.log() keeps only the tail
     assert "hardware: device=cpu" in log and "prefill_workers=2" in log
-    assert "serving DeepSeek-OCR as ['deepseek-ocr', 'ocr-alias']" in log and "KV cache:" in log
+    assert "serving DeepSeek-OCR as ['deepseek-ocr', 'ocr-alias', 'deepseek-ai/DeepSeek-OCR-2']" in log
+    assert "KV cache:" in log
