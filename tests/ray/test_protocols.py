@@ -62,7 +62,7 @@ def test_openai_chat_json_and_sse_equal_the_kserve_server(ocr_app, reference, pr
                                                  max_tokens=10, stream=True, extra_body=GREEDY))
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == full.choices[0].message.content
-    assert [m.id for m in client.models.list().data] == [MODEL, "ocr-alias"]
+    assert [m.id for m in client.models.list().data] == [MODEL, "ocr-alias", "deepseek-ai/DeepSeek-OCR-2"]
 
 
 def test_kserve_v1_json_raw_body_and_sse_equal_the_kserve_server(ocr_app, reference):
