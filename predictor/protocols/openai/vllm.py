@@ -21,7 +21,7 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
     "top_k": (-1, 0), "min_p": (0, 0.0), "best_of": (1,), "use_beam_search": (False,), "length_penalty": (1, 1.0),
     "logit_bias": ({},), "prompt_logprobs": (0,), "allowed_token_ids": ([],), "bad_words": ([],),
     "truncate_prompt_tokens": (), "guided_json": (), "guided_regex": (), "guided_choice": (),
-    "guided_grammar": (), "structured_outputs": (), "guided_decoding_backend": (),
+    "guided_grammar": (), "structured_outputs": (),
 }
 # vllm_xargs key -> our option
 XARGS = {"ngram_size": "ngram_size", "window_size": "ngram_window", "whitelist_token_ids": "ngram_whitelist"}
