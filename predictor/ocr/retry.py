@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from predictor.ocr.resolve import ResolvedOptions
+from predictor.ocr.types import ResolvedOptions
 
 STRONG_NGRAM = (20, 1024)
 MAX_EXTRA_ATTEMPTS = 2

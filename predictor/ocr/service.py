@@ -13,53 +13,24 @@ import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
 from predictor.config import Settings
+from predictor.constants import PAGE_SEPARATOR
 from predictor.engine.engine import Engine
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.errors import RequestTimeout
 from predictor.families.base import ModelFamily, PreparedPrompt
-from predictor.ocr import grounding, retry, trust
-from predictor.ocr.aio import gather_or_cancel
-from predictor.ocr.documents import Page
+from predictor.ocr import figures, grounding, retry, trust
+from predictor.ocr.aio import cancel_all, gather_or_cancel
+from predictor.ocr.documents import PageInfo, page_info
 from predictor.ocr.options import OcrOptions
-from predictor.ocr.resolve import Document, ResolvedOptions, Resolver
+from predictor.ocr.postprocess import PageStream, finish_page
+from predictor.ocr.resolve import Resolver
 from predictor.ocr.tokens import TokenTexts
-
-PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's own separator between pages
-
-
-@dataclass
-class OcrOutput:
-    text: str  # clean text (grounding tags removed) unless raw was asked for
-    raw_text: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    image_tokens: int
-    blocks: list[dict[str, Any]] = field(default_factory=list)  # a multi-page output's carry their "page"
-    rendered_png: str | None = None  # base64 PNG with the boxes drawn, when render was asked for
-    ttft_s: float | None = None  # from the start of preprocessing to the first sampled token
-    pages: list[OcrOutput] = field(default_factory=list)  # per page, for a multi-page output
-    confidence: float | None = None  # mean token probability (predictor.ocr.confidence)
-    min_confidence: float | None = None
-    repetition: dict[str, Any] = field(default_factory=lambda: {"suspected": False, "reason": None, "span": None})
-    attempts: list[dict[str, Any]] | None = None  # with on_repetition "retry": what was tried
-    logprobs: list[dict[str, Any]] | None = None  # OpenAI token entries, when asked
-    scored_tokens: int = 0  # tokens behind ``confidence`` (to weight pages when merging)
-
-    @property
-    def usage(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens, "image_tokens": self.image_tokens}
-
-    @property
-    def page_outputs(self) -> list[OcrOutput]:
-        return self.pages or [self]
+from predictor.ocr.types import Document, OcrOutput, Page, ResolvedOptions
 
 
 class OcrService:
@@ -82,23 +53,26 @@ class OcrService:
         prepared = await asyncio.to_thread(self.family.prepare, image, options.prompt, options.image)
         return prepared, options.sampling(prepared.prompt_tokens, self.family.max_context)
 
-    async def run(self, page: Page, options: ResolvedOptions | OcrOptions, request_id: str = "") -> OcrOutput:
-        """OCR one page. Raw ``OcrOptions`` are resolved first (as for an image)."""
+    async def run(self, page: Page, options: ResolvedOptions | OcrOptions, request_id: str = "",
+                  number: int | None = None) -> OcrOutput:
+        """OCR one page. Raw ``OcrOptions`` are resolved first (as for an image). ``number``: the page's 1-based
+        number in the request's output (its number in its document by default)."""
         if isinstance(options, OcrOptions):
             options = self.resolver.options(options)
+        info = page_info(page)
         async with self.engine.slot(), self.in_work:
             started = time.monotonic()
             image = await _pixels(page)
             prepared, params = await self._prepare(image, options)
             deadline = started + self.settings.request_timeout
             result = await self.engine.generate(prepared, params, request_id, deadline)
-            output = await self._finish(image, options, result, started)
+            output = await self._finish(image, options, result, started, info, number or info.number)
             if options.on_repetition == "retry":
-                output = await self._retry(image, options, output, request_id, deadline)
+                output = await self._retry(image, options, output, request_id, deadline, info, number or info.number)
         return output
 
     async def _retry(self, image: Image.Image, options: ResolvedOptions, first: OcrOutput, request_id: str,
-                     deadline: float) -> OcrOutput:
+                     deadline: float, info: PageInfo, number: int) -> OcrOutput:
         """Run a page suspected of looping again (``predictor.ocr.retry``); the caller holds the page's slot."""
         outputs, tried = [first], [options]
         for attempt in retry.extra_attempts(options, self.family):
@@ -109,7 +83,7 @@ class OcrService:
                 result = await self.engine.generate(prepared, params, request_id, deadline)
             except RequestTimeout:
                 break  # out of the request's time: keep the best attempt so far
-            outputs.append(await self._finish(image, attempt, result))
+            outputs.append(await self._finish(image, attempt, result, None, info, number))
             tried.append(attempt)
         attempts = [retry.describe(n, o, out) for n, (o, out) in enumerate(zip(tried, outputs, strict=True), 1)]
         chosen = retry.best(outputs)
@@ -121,21 +95,23 @@ class OcrService:
         output.completion_tokens = sum(o.completion_tokens for o in outputs)
         return output
 
-    async def stream_page(self, page: Page, options: ResolvedOptions,
-                          request_id: str = "") -> AsyncIterator[str | OcrOutput]:
+    async def stream_page(self, page: Page, options: ResolvedOptions, request_id: str = "",
+                          number: int | None = None) -> AsyncIterator[str | OcrOutput]:
         """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
         if options.on_repetition == "retry":
             # the page's text is known once its attempts are done: a discarded attempt is never streamed
-            output = await self.run(page, options, request_id)
+            output = await self.run(page, options, request_id, number)
             if output.text:
                 yield output.text
             yield output
             return
+        info = page_info(page)
+        number = number or info.number
         async with self.engine.slot(), self.in_work:
             started = time.monotonic()
             image = await _pixels(page)
             prepared, params = await self._prepare(image, options)
-            cleaner = None if options.raw or options.labels_are_text else grounding.StreamCleaner()
+            cleaner = None if options.raw or options.labels_are_text else PageStream(image, options, number - 1)
             raw = ""
             events = self.engine.events(prepared, params, stream=True, request_id=request_id)
             try:
@@ -148,7 +124,7 @@ class OcrService:
                         if delta:
                             yield delta
                     elif isinstance(event, GenerationResult):
-                        output = await self._finish(image, options, event, started)
+                        output = await self._finish(image, options, event, started, info, number)
                         if options.labels_are_text:
                             tail = output.text
                         else:
@@ -160,24 +136,27 @@ class OcrService:
                 await events.aclose()
 
     async def _finish(self, image: Image.Image, options: ResolvedOptions, result: GenerationResult,
-                      started: float | None = None) -> OcrOutput:
-        parsed = grounding.parse(result.text, image.width, image.height)
-        text = parsed.text
-        if options.labels_are_text:
-            text = "\n".join(b.label for b in parsed.blocks) or parsed.text
-        page = await asyncio.to_thread(trust.page_trust, result, options, self.texts, len(parsed.blocks))
-        extras = page.blocks or [{}] * len(parsed.blocks)
+                      started: float | None = None, info: PageInfo | None = None, number: int = 1) -> OcrOutput:
+        # Crops encode JPEGs: off the event loop. Without figures the text work is a few ms, done here.
+        if options.figures:
+            post = await asyncio.to_thread(finish_page, result.text, image, options, number - 1)
+        else:
+            post = finish_page(result.text, image, options, number - 1)
+        page = await asyncio.to_thread(trust.page_trust, result, options, self.texts, len(post.parsed))
+        for block, extra in zip(post.blocks, page.blocks, strict=False):
+            block.update(extra)
         output = OcrOutput(
-            text=result.text if options.raw else text, raw_text=result.text,
+            text=post.text, raw_text=result.text,
             finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens, image_tokens=result.image_tokens,
-            blocks=[{**b.to_dict(), **extra} for b, extra in zip(parsed.blocks, extras, strict=True)],
+            completion_tokens=result.completion_tokens, image_tokens=result.image_tokens, blocks=post.blocks,
             ttft_s=None if started is None or result.first_token_at is None else result.first_token_at - started,
+            figures=post.figures if options.figures else None, figures_skipped=post.figures_skipped,
+            page=_page_meta(number, image, info or PageInfo()),
             confidence=page.confidence, min_confidence=page.min_confidence, repetition=page.repetition,
             logprobs=page.logprobs, scored_tokens=len(result.logprobs),
         )
         if options.render:
-            png = await asyncio.to_thread(grounding.render, image, parsed.blocks)
+            png = await asyncio.to_thread(grounding.render, image, post.parsed)
             output.rendered_png = base64.b64encode(png).decode("ascii")
         return output
 
@@ -185,8 +164,9 @@ class OcrService:
 
     async def run_documents(self, documents: list[Document], request_id: str = "") -> OcrOutput:
         """Every page of ``documents`` concurrently, merged into one output (pages numbered across documents)."""
-        outputs = await gather_or_cancel(*(self.run(page, doc.options, request_id)
-                                         for doc in documents for page in doc.pages))
+        outputs = await gather_or_cancel(*(self.run(page, options, request_id, number)
+                                         for page, options, number in _numbered(documents)))
+        figures.within_budget(list(outputs), self.settings.max_response_bytes)
         return merge_pages(list(outputs))
 
     async def stream_documents(self, documents: list[Document],
@@ -195,10 +175,10 @@ class OcrService:
 
         All pages run concurrently, as without streaming: the first page streams live, the others are buffered
         until their turn. Closing early cancels every page."""
-        pages = [(page, doc.options) for doc in documents for page in doc.pages]
+        pages = _numbered(documents)
         queues: list[asyncio.Queue[Any]] = [asyncio.Queue() for _ in pages]
-        tasks = [asyncio.create_task(self._pump(image, options, request_id, queue))
-                 for (image, options), queue in zip(pages, queues, strict=True)]
+        tasks = [asyncio.create_task(self._pump(image, options, request_id, queue, number))
+                 for (image, options, number), queue in zip(pages, queues, strict=True)]
         outputs: list[OcrOutput] = []
         try:
             for number, queue in enumerate(queues):
@@ -212,16 +192,15 @@ class OcrService:
                         outputs.append(item)
                         break
                     yield item
+            figures.within_budget(outputs, self.settings.max_response_bytes)
             yield merge_pages(outputs)
         finally:
-            for task in tasks:
-                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await cancel_all(tasks)
 
     async def _pump(self, page: Page, options: ResolvedOptions, request_id: str,
-                    queue: asyncio.Queue[Any]) -> None:
-        stream = self.stream_page(page, options, request_id)
+                    queue: asyncio.Queue[Any], number: int | None = None) -> None:
+        stream = self.stream_page(page, options, request_id, number)
         try:
             async for item in stream:
                 queue.put_nowait(item)
@@ -231,9 +210,38 @@ class OcrService:
             await stream.aclose()
 
 
+def _numbered(documents: list[Document]) -> list[tuple[Page, ResolvedOptions, int]]:
+    """Each page with its number in the request: its number in its document after all pages of the documents
+    before it (selected or not), so one document's pages keep their own numbers and numbers never repeat."""
+    numbered, offset = [], 0
+    for doc in documents:
+        infos = [page_info(page) for page in doc.pages]
+        numbered += [(page, doc.options, offset + info.number) for page, info in zip(doc.pages, infos, strict=True)]
+        offset += infos[0].total if infos else 0
+    return numbered
+
+
+def _page_meta(number: int, image: Image.Image, info: PageInfo) -> dict[str, Any]:
+    meta: dict[str, Any] = {"page": number, "width": image.width, "height": image.height}
+    if info.dpi is not None:
+        meta["dpi"] = info.dpi
+        meta["scaled_to_pixel_limit"] = info.scaled
+    return meta
+
+
 async def _pixels(page: Page) -> Image.Image:
     """A PDF page is rendered only now, once it holds a place among the pages being worked on."""
     return page if isinstance(page, Image.Image) else await asyncio.to_thread(page)
+
+
+def figure_fields(output: OcrOutput) -> dict[str, Any]:
+    """A page's crops (when figures was asked) and skipped boxes, for the protocols' per-page objects."""
+    fields: dict[str, Any] = {}
+    if output.figures is not None:
+        fields["figures"] = output.figures
+    if output.figures_skipped:
+        fields["figures_skipped"] = output.figures_skipped
+    return fields
 
 
 def merge_pages(outputs: list[OcrOutput]) -> OcrOutput:
@@ -241,7 +249,8 @@ def merge_pages(outputs: list[OcrOutput]) -> OcrOutput:
     page (1-based), ``length`` if any page was cut. A single page is returned as it is."""
     if len(outputs) == 1:
         return outputs[0]
-    blocks = [{**block, "page": number} for number, o in enumerate(outputs, 1) for block in o.blocks]
+    blocks = [{**block, "page": o.page.get("page", number)}
+              for number, o in enumerate(outputs, 1) for block in o.blocks]
     mean, low = trust.merged_confidence(outputs)
     return OcrOutput(
         text=PAGE_SEPARATOR.join(o.text for o in outputs),

@@ -8,8 +8,8 @@ from typing import Any
 
 from predictor.engine.types import GenerationResult
 from predictor.ocr import confidence, repetition
-from predictor.ocr.resolve import ResolvedOptions
 from predictor.ocr.tokens import TokenTexts
+from predictor.ocr.types import ResolvedOptions
 
 
 @dataclass

@@ -32,7 +32,7 @@ def test_rows_name_low_blocks_low_pages_and_loops(tmp_path):
 
 
 def test_retry_loops_sends_on_repetition_and_page_results_keep_the_verdict():
-    assert protocol.options(None, None, None, False, retry_loops=True) == {"on_repetition": "retry"}
+    assert protocol.options(None, None, None, False, on_repetition="retry") == {"on_repetition": "retry"}
     assert "on_repetition" not in protocol.options(None, None, None, False)
     body = {"choices": [{"message": {"content": "t"}, "finish_reason": "length"}], "usage": {},
             "ocr": {"pages": [{"blocks": [], "confidence": 0.7, "min_confidence": 0.1,
