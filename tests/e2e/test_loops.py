@@ -85,7 +85,7 @@ def _v2(server, extra: dict, grpc: bool) -> dict:
         finally:
             await client.close()
 
-    value = {o.name: o for o in asyncio.run(call()).outputs}["repetition"].data[0]
+    value = {o.name: o for o in asyncio.run(call()).outputs}["repetition"].as_numpy().ravel()[0]  # raw over gRPC
     return json.loads(value.decode() if isinstance(value, bytes) else value)
 
 
