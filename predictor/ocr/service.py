@@ -12,7 +12,7 @@ import asyncio
 import base64
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from predictor.engine.engine import Engine
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.families.base import ModelFamily, PreparedPrompt
 from predictor.ocr import grounding
-from predictor.ocr.aio import gather_or_cancel
+from predictor.ocr.aio import FairGate, gather_or_cancel
 from predictor.ocr.documents import Page
 from predictor.ocr.options import OcrOptions
 from predictor.ocr.resolve import Document, ResolvedOptions, Resolver
@@ -64,8 +64,9 @@ class OcrService:
         # A prepared page holds its pixel tensors (~55 MB for a letter page in the v2 family) until it is prefilled.
         # Pages beyond the running batch plus what the prefill workers take at once wait here unprepared, holding only
         # their engine slot: a 32-page PDF or a full queue then costs a bounded amount of memory, not one prepared
-        # page per queued page (measured: 32-page PDF peak RSS 2.9 GB -> 1.9 GB over idle on CPU).
-        self.in_work = asyncio.Semaphore(settings.max_batch_size + max(in_prefill, 1))
+        # page per queued page (measured: 32-page PDF peak RSS 2.9 GB -> 1.9 GB over idle on CPU). Requests take
+        # turns for these places, as for prefill (engine/scheduler.py), so a PDF's pages do not hold them all.
+        self.in_work = FairGate(settings.max_batch_size + max(in_prefill, 1))
 
     # ---- one page ---------------------------------------------------------------------------------------------
 
@@ -73,27 +74,31 @@ class OcrService:
         prepared = await asyncio.to_thread(self.family.prepare, image, options.prompt, options.image)
         return prepared, options.sampling(prepared.prompt_tokens, self.family.max_context)
 
-    async def run(self, page: Page, options: ResolvedOptions | OcrOptions, request_id: str = "") -> OcrOutput:
-        """OCR one page. Raw ``OcrOptions`` are resolved first (as for an image)."""
+    async def run(self, page: Page, options: ResolvedOptions | OcrOptions, request_id: str = "",
+                  owner: Hashable | None = None) -> OcrOutput:
+        """OCR one page. Raw ``OcrOptions`` are resolved first (as for an image). ``owner``: the request the page
+        belongs to (the pages of one request take one turn between them); default: a request of its own."""
         if isinstance(options, OcrOptions):
             options = self.resolver.options(options)
-        async with self.engine.slot(), self.in_work:
+        owner = owner if owner is not None else object()
+        async with self.engine.slot(owner) as slot, self.in_work.hold(owner):
             started = time.monotonic()
             image = await _pixels(page)
             prepared, params = await self._prepare(image, options)
-            result = await self.engine.generate(prepared, params, request_id)
+            result = await self.engine.generate(prepared, params, request_id, slot=slot)
         return await self._finish(image, options, result, started)
 
-    async def stream_page(self, page: Page, options: ResolvedOptions,
-                          request_id: str = "") -> AsyncIterator[str | OcrOutput]:
+    async def stream_page(self, page: Page, options: ResolvedOptions, request_id: str = "",
+                          owner: Hashable | None = None) -> AsyncIterator[str | OcrOutput]:
         """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
-        async with self.engine.slot(), self.in_work:
+        owner = owner if owner is not None else object()
+        async with self.engine.slot(owner) as slot, self.in_work.hold(owner):
             started = time.monotonic()
             image = await _pixels(page)
             prepared, params = await self._prepare(image, options)
             cleaner = None if options.raw or options.labels_are_text else grounding.StreamCleaner()
             raw = ""
-            events = self.engine.events(prepared, params, stream=True, request_id=request_id)
+            events = self.engine.events(prepared, params, stream=True, request_id=request_id, slot=slot)
             try:
                 async for event in events:
                     if isinstance(event, Delta) and options.labels_are_text:
@@ -135,9 +140,12 @@ class OcrService:
 
     # ---- documents --------------------------------------------------------------------------------------------
 
-    async def run_documents(self, documents: list[Document], request_id: str = "") -> OcrOutput:
-        """Every page of ``documents`` concurrently, merged into one output (pages numbered across documents)."""
-        outputs = await gather_or_cancel(*(self.run(page, doc.options, request_id)
+    async def run_documents(self, documents: list[Document], request_id: str = "",
+                            owner: Hashable | None = None) -> OcrOutput:
+        """Every page of ``documents`` concurrently, merged into one output (pages numbered across documents).
+        ``owner``: the request they belong to, when it holds more than these documents."""
+        owner = owner if owner is not None else object()
+        outputs = await gather_or_cancel(*(self.run(page, doc.options, request_id, owner)
                                          for doc in documents for page in doc.pages))
         return merge_pages(list(outputs))
 
@@ -149,7 +157,8 @@ class OcrService:
         until their turn. Closing early cancels every page."""
         pages = [(page, doc.options) for doc in documents for page in doc.pages]
         queues: list[asyncio.Queue[Any]] = [asyncio.Queue() for _ in pages]
-        tasks = [asyncio.create_task(self._pump(image, options, request_id, queue))
+        owner = object()  # the pages of this request take one turn between them
+        tasks = [asyncio.create_task(self._pump(image, options, request_id, owner, queue))
                  for (image, options), queue in zip(pages, queues, strict=True)]
         outputs: list[OcrOutput] = []
         try:
@@ -171,9 +180,9 @@ class OcrService:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _pump(self, page: Page, options: ResolvedOptions, request_id: str,
+    async def _pump(self, page: Page, options: ResolvedOptions, request_id: str, owner: Hashable,
                     queue: asyncio.Queue[Any]) -> None:
-        stream = self.stream_page(page, options, request_id)
+        stream = self.stream_page(page, options, request_id, owner)
         try:
             async for item in stream:
                 queue.put_nowait(item)

@@ -9,6 +9,7 @@ import threading
 import pytest
 import torch
 
+from predictor.engine.config import EngineConfig
 from predictor.engine.engine import Engine
 from predictor.engine.prefill import PARALLEL_IMAGE_VALUES, image_values
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
@@ -16,6 +17,7 @@ from predictor.errors import EngineFault, Overloaded
 from predictor.families.base import ImageOptions, LoadSettings
 from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
+from tests.engine_rows import running_engine
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,7 @@ def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
 def _engine(family, **kw) -> Engine:
     args = dict(max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120.0, max_prefill_batch=4)
     args.update(kw)
-    engine = Engine(family, "cpu", **args)
-    engine.start()
+    engine = running_engine(family, **args)
     return engine
 
 
@@ -64,8 +65,8 @@ def test_greedy_tokens_identical_alone_and_batched(family):
         assert len(a.token_ids) == n
         assert a.token_ids == b.token_ids
         assert a.text == b.text
-    assert engine.worker.steps > 0
-    assert engine.worker.largest_prefill > 1  # requests that arrived together were prefilled together
+    assert engine.stats.steps > 0
+    assert engine.stats.largest_prefill > 1  # requests that arrived together were prefilled together
 
 
 def test_matches_transformers_generate(family):
@@ -107,7 +108,8 @@ def test_poisoned_request_fails_alone(family):
 
 
 def test_queue_full_is_429(family):
-    engine = Engine(family, "cpu", max_batch_size=1, max_batch_tokens=10_000, max_queue=1, request_timeout=60)
+    engine = Engine(family, "cpu", config=EngineConfig(max_batch_size=1, max_batch_tokens=10_000, max_queue=1,
+                                                       request_timeout=60))
 
     async def scenario():
         async with engine.slot():
@@ -317,4 +319,4 @@ def test_pages_with_tiles_are_encoded_one_at_a_time(family):
     finally:
         engine.stop()
     assert [len(r.token_ids) for r in results] == [4, 4]
-    assert engine.worker.prefiller.most_at_once == 1 and engine.worker.largest_prefill == 1
+    assert engine.worker.prefiller.most_at_once == 1 and engine.stats.largest_prefill == 1

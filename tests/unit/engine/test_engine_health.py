@@ -17,7 +17,7 @@ from predictor.errors import EngineFault, NotReady, OutOfMemory
 from predictor.families.base import ImageOptions, LoadSettings
 from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
-from tests.engine_rows import run_rows
+from tests.engine_rows import run_rows, running_engine
 
 
 def test_error_classification():
@@ -49,9 +49,7 @@ def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
 
 
 def _engine(family) -> Engine:
-    engine = Engine(family, "cpu", max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
-                    max_prefill_batch=1)
-    engine.start()
+    engine = running_engine(family)
     return engine
 
 
@@ -125,9 +123,7 @@ def test_sticky_device_error_turns_the_engine_unhealthy(family):
 def test_stop_fails_running_and_waiting_requests_at_once(family):
     """Unloading the model (or a shutdown past its grace) stops the engine: every request it still holds gets a
     503 right away instead of hanging until its own timeout (120 s here)."""
-    engine = Engine(family, "cpu", max_batch_size=1, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
-                    max_prefill_batch=1)
-    engine.start()
+    engine = running_engine(family, max_batch_size=1)
     prepared = family.prepare(page_image((640, 200), "stop"), "<image>\nFree OCR.", ImageOptions())
 
     async def main():

@@ -27,7 +27,7 @@ def _admit_one_at_a_time(scheduler: Scheduler) -> list[GenerationRequest]:
     """Admit until the queue is empty, one prefill slot at a time, each admitted request finishing at once."""
     order = []
     while len(scheduler):
-        groups = scheduler.admit([], prefilling=1)
+        groups = scheduler.admit([], prefilling=scheduler.config.prefill_workers - 1)
         assert groups, "nothing admitted with the batch empty"
         order.extend(r for g in groups for r in g)
     return order
@@ -117,6 +117,11 @@ def test_groups_hold_only_prompts_that_can_share_a_forward():
         scheduler.add(_request(f"r{i}", key=key))
     groups = scheduler.admit([], prefilling=0)
     assert [[r.prepared.group_key for r in g] for g in groups] == [["x", "x", "x"], ["y", "y"]]
+    one_slot = Scheduler(_config(prefill_workers=1, max_prefill_batch=4))
+    for i, key in enumerate(["x", "y", "x", "z"]):
+        one_slot.add(_request(f"r{i}", key=key))
+    assert [[r.owner for r in g] for g in one_slot.admit([], prefilling=0)] == [["r0", "r2"]]
+    assert [[r.owner for r in g] for g in one_slot.admit([], prefilling=0)] == [["r1"]]  # passed over once only
 
 
 def test_batch_size_caps_admission():
