@@ -14,7 +14,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -23,7 +22,8 @@ import torch
 from predictor.engine import metrics, sampler
 from predictor.engine import rows as rowlib
 from predictor.engine.config import EngineConfig
-from predictor.engine.health import Heartbeat, is_fatal, is_oom
+from predictor.engine.failures import FailurePolicy, stopping
+from predictor.engine.health import Heartbeat
 from predictor.engine.kv import COLUMN_CHUNK, SlotCache
 from predictor.engine.ngram import table_token_ids
 from predictor.engine.prefill import Prefilled, Prefiller
@@ -31,20 +31,12 @@ from predictor.engine.rows import Row
 from predictor.engine.scheduler import Scheduler, Turns, need
 from predictor.engine.stats import EngineStats
 from predictor.engine.types import GenerationRequest
-from predictor.errors import Cancelled, EngineFault, NotReady, OutOfMemory
+from predictor.errors import Cancelled, EngineFault
 
 log = logging.getLogger(__name__)
 
 
-def _oom() -> OutOfMemory:
-    return OutOfMemory("out of GPU memory; retry later", retry_after=5)
-
-
-def _stopping() -> NotReady:
-    return NotReady("the model is unloading or this server is shutting down; retry", retry_after=1)
-
-
-class Worker:
+class Worker(FailurePolicy):
     def __init__(self, family: Any, device: Any, *, config: EngineConfig, stats: EngineStats):
         self.family = family
         self.model = family.model
@@ -84,14 +76,14 @@ class Worker:
         self.thread.join(timeout=10)
         self.prefiller.shutdown()
         if not self.thread.is_alive():
-            self._refuse_all(_stopping)  # the loop never ran, or it is gone: nobody else touches the rows now
+            self._refuse_all(stopping)  # the loop never ran, or it is gone: nobody else touches the rows now
         else:
             log.error("the engine thread did not stop within 10 s; its requests end at their own timeout")
 
     def submit(self, request: GenerationRequest) -> None:
         with self._submit_lock:
             if self._stop.is_set():
-                request.emit(_stopping())
+                request.emit(stopping())
                 return
             self.inbox.put(request)
 
@@ -290,66 +282,3 @@ class Worker:
         assert self.batch is not None
         order = self.batch.remove(indices)
         self.rows = [self.rows[i] for i in order]
-
-    # ---- failures ------------------------------------------------------------------------------------------------
-
-    def _step_failed(self, exc: BaseException) -> None:
-        """A decode step raised: out of memory evicts the newest row; a device error stops the engine."""
-        if is_oom(exc) and len(self.rows) > 1:
-            newest = max(range(len(self.rows)), key=lambda i: self.rows[i].seq)
-            log.warning("out of memory in a decode step at %d rows; evicting the newest", len(self.rows))
-            self.rows[newest].request.emit(_oom())
-            metrics.FINISHED.labels(reason="error").inc()
-            self._remove([newest])
-            self._free_memory()
-            return
-        if not is_oom(exc):
-            log.exception("decode step failed", exc_info=exc)
-        self._device_failed(exc)
-        self._fail_all(_oom if is_oom(exc) else lambda: EngineFault("generation failed inside the model"))
-
-    def _device_failed(self, exc: BaseException) -> None:
-        if is_fatal(exc):
-            log.critical("unrecoverable device error; the engine stops and reports unhealthy: %s", exc)
-            self.heartbeat.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
-
-    def _refuse_all(self, make_error: Callable[[], Exception]) -> None:
-        """Answer every request the worker holds: in the inbox, waiting, being prefilled (their prefill may still be
-        running; its result is dropped) and decoding."""
-        while True:
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                self.scheduler.add(item)
-        for _, group in self.pending:
-            for request in group:
-                request.emit(make_error())
-        self.pending = []
-        for request in self.scheduler.drain():
-            request.emit(make_error())
-        self._fail_all(make_error)
-
-    def _fail_request(self, request: GenerationRequest, exc: BaseException, stage: str) -> None:
-        if is_oom(exc):
-            self._free_memory()
-            request.emit(_oom())
-        else:
-            log.warning("request %s failed in %s: %s: %s", request.request_id, stage, type(exc).__name__, exc)
-            request.emit(EngineFault("the model failed on this input"))
-        metrics.FINISHED.labels(reason="error").inc()
-
-    def _fail_all(self, make_error: Callable[[], Exception]) -> None:
-        """Fail every running row, each with its own exception object (they are raised in different tasks)."""
-        for row in self.rows:
-            row.request.emit(make_error())
-            metrics.FINISHED.labels(reason="error").inc()
-        self.rows = []
-        if self.batch is not None:
-            self.batch.clear()
-        self._free_memory()
-
-    def _free_memory(self) -> None:
-        if self.device.type == "cuda" and self.heartbeat.fatal is None:
-            torch.cuda.empty_cache()
