@@ -3,9 +3,9 @@ slots, and dropping requests that were cancelled or ran out of time. Pure Python
 model.
 
 Requests, not pages, take turns (docs/ARCHITECTURE.md, "Scheduling"): pages wait in one queue per request
-(``GenerationRequest.owner``), and admission serves the requests round-robin in the order they arrived, one page
-per turn. A page of a request that arrives behind a 32-page PDF is therefore admitted within one turn of each
-request ahead of it, and the PDF keeps one turn in every round, so neither starves. Only as many prefill groups as
+(``GenerationRequest.owner``), and admission takes one page per turn from the request served least recently
+(``Turns``). A page of a request that arrives behind a 32-page PDF is therefore admitted at the next free prefill
+slot, and the PDF keeps one turn in every round, so neither starves. Only as many prefill groups as
 there are prefill workers are handed over at once: the rest wait here, where the turns apply, rather than in the
 prefill pool's first-come queue. A decode slot is taken by joining after a prefill, so decode slots follow the
 same rule.
@@ -18,7 +18,7 @@ request whose turn it is does not fit, admission waits for rows to finish (a sma
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
@@ -44,11 +44,19 @@ def dead(request: GenerationRequest, now: float, where: str = "") -> Exception |
 
 
 class Turns(Generic[T]):
-    """Items queued per owner; owners are served round-robin in the order they first queued, one item per turn,
-    and each owner's items in the order they came. An owner whose queue empties leaves the rotation."""
+    """Items queued per owner, served one item per turn, each owner's items in the order they came. Next is the
+    owner served least recently, counting turns: an owner that was never served (or is long forgotten) ranks as
+    served just before the latest turn at the moment it queued. So owners that stay queued alternate
+    (round-robin), an owner that arrives while another's item is being worked on goes before that owner's next
+    item, and an owner is passed over only by owners that arrived before its last turn: nobody starves."""
+
+    _MEMORY = 1024  # owners remembered after their queue emptied (a forgotten one ranks as new)
 
     def __init__(self) -> None:
-        self._queues: OrderedDict[Hashable, deque[T]] = OrderedDict()
+        self._queues: dict[Hashable, deque[T]] = {}
+        self._rank: dict[Hashable, float] = {}  # owners with queued items -> their place in the order
+        self._served: dict[Hashable, int] = {}  # owner -> the turn it was last served in
+        self._turn = 0
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
@@ -60,33 +68,43 @@ class Turns(Generic[T]):
         return (item for q in self._queues.values() for item in q)
 
     def push(self, owner: Hashable, item: T) -> None:
-        self._queues.setdefault(owner, deque()).append(item)  # a new owner joins at the end of the round
+        if owner not in self._queues:
+            self._queues[owner] = deque()
+            self._rank[owner] = self._served.get(owner, self._turn - 0.5)
+        self._queues[owner].append(item)
+
+    def heads(self) -> list[tuple[Hashable, T]]:
+        """Each owner's next item, owners in turn order."""
+        return [(owner, self._queues[owner][0]) for owner in sorted(self._queues, key=self._rank.__getitem__)]
 
     def peek(self) -> T:
-        return next(iter(self._queues.values()))[0]
+        return self.heads()[0][1]
 
     def pop(self) -> T:
-        """The next item in turn; its owner moves to the end of the round."""
-        return self.take(next(iter(self._queues)))
+        """The next item in turn."""
+        return self.take(self.heads()[0][0])
 
     def take(self, owner: Hashable) -> T:
-        """``owner``'s next item, out of turn if need be; the owner moves to the end of the round."""
+        """``owner``'s next item (out of turn if need be); the turn counts as the owner's."""
         queue = self._queues[owner]
         item = queue.popleft()
-        if queue:
-            self._queues.move_to_end(owner)
-        else:
-            del self._queues[owner]
+        self.served(owner)
+        if not queue:
+            self._forget_queue(owner)
         return item
 
-    def in_turn_order(self) -> Iterator[tuple[Hashable, T]]:
-        """(owner, item) in the order ``pop`` would give them, without taking any."""
-        queues = list(self._queues.items())
-        for depth in range(max((len(q) for _, q in queues), default=0)):
-            yield from ((owner, q[depth]) for owner, q in queues if depth < len(q))
+    def served(self, owner: Hashable) -> None:
+        """Count a turn for ``owner`` (also one taken without queueing)."""
+        self._turn += 1
+        self._served.pop(owner, None)
+        self._served[owner] = self._turn  # newest last: the oldest are forgotten first
+        if owner in self._rank:
+            self._rank[owner] = self._turn
+        while len(self._served) > self._MEMORY:
+            del self._served[next(iter(self._served))]
 
     def remove_if(self, doomed: Callable[[T], bool]) -> list[T]:
-        """Take out every item ``doomed`` says, wherever it waits (owners keep their place in the round)."""
+        """Take out every item ``doomed`` says, wherever it waits (owners keep their place)."""
         removed = []
         for owner in list(self._queues):
             queue = self._queues[owner]
@@ -98,18 +116,29 @@ class Turns(Generic[T]):
             if kept:
                 self._queues[owner] = kept
             else:
-                del self._queues[owner]
+                self._forget_queue(owner)
         return removed
 
     def clear(self) -> list[T]:
         items = list(self)
         self._queues.clear()
+        self._rank.clear()
         return items
+
+    def _forget_queue(self, owner: Hashable) -> None:
+        del self._queues[owner]
+        del self._rank[owner]
 
 
 class Scheduler:
-    def __init__(self, config: EngineConfig):
+    def __init__(self, config: EngineConfig, cost: Callable[[GenerationRequest], int] = lambda request: 0,
+                 parallel_limit: int | None = None):
+        """``cost`` and ``parallel_limit``: prefills run side by side only while their costs together stay within the
+        limit (the prefiller's memory rule, engine/prefill.py); a prefill that would wait for that is not handed
+        over yet, so that it does not hold a prefill slot while others wait their turn."""
         self.config = config
+        self.cost = cost
+        self.parallel_limit = parallel_limit
         self.waiting: Turns[GenerationRequest] = Turns()
 
     def __len__(self) -> int:
@@ -141,12 +170,13 @@ class Scheduler:
         now = time.monotonic() if now is None else now
         return [(i, error) for i, request in enumerate(requests) if (error := dead(request, now)) is not None]
 
-    def admit(self, active: list[int], prefilling: int) -> list[list[GenerationRequest]]:
-        """Groups to hand to the prefiller now, in turn order. ``active``: the needs of the rows decoding and being
-        prefilled; ``prefilling``: how many groups the prefiller holds."""
+    def admit(self, decoding: list[GenerationRequest],
+              prefilling: list[list[GenerationRequest]]) -> list[list[GenerationRequest]]:
+        """Groups to hand to the prefiller now, given the requests decoding and the groups being prefilled."""
         config = self.config
-        free = config.prefill_workers - prefilling
-        needs = list(active)
+        free = config.prefill_workers - len(prefilling)
+        needs = [need(r) for r in decoding] + [need(r) for group in prefilling for r in group]
+        load = sum(self.cost(r) for group in prefilling for r in group)
         groups: list[list[GenerationRequest]] = []
         while self.waiting and free > 0 and len(needs) < config.max_batch_size:
             picked = self._next(groups, free)
@@ -156,20 +186,24 @@ class Scheduler:
             trial = [*needs, need(request)]
             if needs and len(trial) * max(trial) > config.max_batch_tokens:
                 break  # wait for rows to finish
+            alone = not prefilling and (not groups or group is groups[0])  # the first prefill always runs
+            cost = self.cost(request)
+            if not alone and self.parallel_limit is not None and load + cost > self.parallel_limit:
+                break  # it would wait beside the running prefills: it waits here, in turn
             if group is None:
                 group = []
                 groups.append(group)
             group.append(self.waiting.take(owner))
-            needs = trial
+            needs, load = trial, load + cost
         return groups
 
     def _next(self, groups: list[list[GenerationRequest]],
               free: int) -> tuple[Hashable, GenerationRequest, list[GenerationRequest] | None] | None:
-        """The request whose turn it is, with the open group it joins (None: a new group). When no new group can
-        start, the first request in turn order that can share an open group's forward joins it instead: the ones
-        it passes keep their place for the next prefill."""
+        """The next page in turn with the open group it joins (None: a new group). When no new group can start,
+        the first page in turn that can share an open group's forward joins it: the ones it passes keep their
+        place."""
         open_groups = [g for g in groups if len(g) < self.config.max_prefill_batch]
-        for owner, request in self.waiting.in_turn_order():
+        for owner, request in self.waiting.heads():
             key = request.prepared.group_key
             group = next((g for g in open_groups if g[0].prepared.group_key == key), None)
             if group is not None or len(groups) < free:

@@ -26,9 +26,9 @@ from predictor.engine.failures import FailurePolicy, stopping
 from predictor.engine.health import Heartbeat
 from predictor.engine.kv import COLUMN_CHUNK, SlotCache
 from predictor.engine.ngram import table_token_ids
-from predictor.engine.prefill import Prefilled, Prefiller
+from predictor.engine.prefill import PARALLEL_IMAGE_VALUES, Prefilled, Prefiller, image_values
 from predictor.engine.rows import Row
-from predictor.engine.scheduler import Scheduler, Turns, need
+from predictor.engine.scheduler import Scheduler, Turns
 from predictor.engine.stats import EngineStats
 from predictor.engine.types import GenerationRequest
 from predictor.errors import Cancelled, EngineFault
@@ -43,7 +43,8 @@ class Worker(FailurePolicy):
         self.device = torch.device(device)
         self.config = config
         self.stats = stats
-        self.scheduler = Scheduler(config)
+        self.scheduler = Scheduler(config, cost=lambda r: image_values(r.prepared),
+                                   parallel_limit=PARALLEL_IMAGE_VALUES)
         self.inbox: queue.Queue[GenerationRequest | None] = queue.Queue()
         self.rows: list[Row] = []
         self.batch: SlotCache | None = None
@@ -126,9 +127,8 @@ class Worker(FailurePolicy):
         """Hand the scheduler's choice of waiting requests to the prefiller (engine/scheduler.py)."""
         for request, error in self.scheduler.drop_dead():
             request.emit(error)
-        active = [need(r.request) for r in self.rows] + [need(r) for _, group in self.pending for r in group]
         now = time.monotonic()
-        for group in self.scheduler.admit(active, prefilling=len(self.pending)):
+        for group in self.scheduler.admit([r.request for r in self.rows], [group for _, group in self.pending]):
             for request in group:
                 metrics.WAIT.observe(now - (request.slot.reserved_at if request.slot is not None else request.created))
             self.pending.append((self.prefiller.submit(group), group))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
@@ -65,14 +66,25 @@ class OcrService:
         # Pages beyond the running batch plus what the prefill workers take at once wait here unprepared, holding only
         # their engine slot: a 32-page PDF or a full queue then costs a bounded amount of memory, not one prepared
         # page per queued page (measured: 32-page PDF peak RSS 2.9 GB -> 1.9 GB over idle on CPU). Requests take
-        # turns for these places, as for prefill (engine/scheduler.py), so a PDF's pages do not hold them all.
-        self.in_work = FairGate(settings.max_batch_size + max(in_prefill, 1))
+        # turns for these places, as for prefill (engine/scheduler.py), and one request holds all but one of them, so
+        # the next request starts at once instead of after a page of the PDF ahead of it.
+        places = settings.max_batch_size + max(in_prefill, 1)
+        self.in_work = FairGate(places, per_owner=places - 1)
+        # Rendering and preparing a page is CPU work in a thread of the default pool, which parsing requests uses too:
+        # run a few at a time, in turns by request, so a PDF's pages neither fill that pool (a request arriving
+        # behind them would wait for all of them to be parsed) nor slow each other down all at once; one more
+        # place than one request may hold lets the next request's page start at once.
+        preparing = max(2, in_prefill, (os.cpu_count() or 2) // 2)
+        self.preparing = FairGate(preparing + 1, per_owner=preparing)
 
     # ---- one page ---------------------------------------------------------------------------------------------
 
-    async def _prepare(self, image: Image.Image, options: ResolvedOptions) -> tuple[PreparedPrompt, SamplingParams]:
-        prepared = await asyncio.to_thread(self.family.prepare, image, options.prompt, options.image)
-        return prepared, options.sampling(prepared.prompt_tokens, self.family.max_context)
+    async def _prepare(self, page: Page, options: ResolvedOptions,
+                       owner: Hashable) -> tuple[Image.Image, PreparedPrompt, SamplingParams]:
+        async with self.preparing.hold(owner):
+            image = await _pixels(page)
+            prepared = await asyncio.to_thread(self.family.prepare, image, options.prompt, options.image)
+        return image, prepared, options.sampling(prepared.prompt_tokens, self.family.max_context)
 
     async def run(self, page: Page, options: ResolvedOptions | OcrOptions, request_id: str = "",
                   owner: Hashable | None = None) -> OcrOutput:
@@ -83,8 +95,7 @@ class OcrService:
         owner = owner if owner is not None else object()
         async with self.engine.slot(owner) as slot, self.in_work.hold(owner):
             started = time.monotonic()
-            image = await _pixels(page)
-            prepared, params = await self._prepare(image, options)
+            image, prepared, params = await self._prepare(page, options, owner)
             result = await self.engine.generate(prepared, params, request_id, slot=slot)
         return await self._finish(image, options, result, started)
 
@@ -94,8 +105,7 @@ class OcrService:
         owner = owner if owner is not None else object()
         async with self.engine.slot(owner) as slot, self.in_work.hold(owner):
             started = time.monotonic()
-            image = await _pixels(page)
-            prepared, params = await self._prepare(image, options)
+            image, prepared, params = await self._prepare(page, options, owner)
             cleaner = None if options.raw or options.labels_are_text else grounding.StreamCleaner()
             raw = ""
             events = self.engine.events(prepared, params, stream=True, request_id=request_id, slot=slot)

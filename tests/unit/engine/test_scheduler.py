@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from predictor.engine.config import EngineConfig
-from predictor.engine.scheduler import Scheduler, need
+from predictor.engine.scheduler import Scheduler
 from predictor.engine.types import GenerationRequest, SamplingParams
 from predictor.errors import Cancelled, RequestTimeout
 from predictor.families.base import PreparedPrompt
 
 
-def _request(owner: Hashable, prompt: int = 100, cap: int = 50, key: Hashable = "page") -> GenerationRequest:
-    prepared = PreparedPrompt(inputs={}, prompt_tokens=prompt, image_tokens=0, group_key=key)
+def _request(owner: Hashable, prompt: int = 100, cap: int = 50, key: Hashable = "page",
+             values: int = 0) -> GenerationRequest:
+    prepared = PreparedPrompt(inputs={"values": values}, prompt_tokens=prompt, image_tokens=0, group_key=key)
     return GenerationRequest(prepared=prepared, params=SamplingParams(max_new_tokens=cap), owner=owner)
 
 
@@ -27,7 +28,8 @@ def _admit_one_at_a_time(scheduler: Scheduler) -> list[GenerationRequest]:
     """Admit until the queue is empty, one prefill slot at a time, each admitted request finishing at once."""
     order = []
     while len(scheduler):
-        groups = scheduler.admit([], prefilling=scheduler.config.prefill_workers - 1)
+        busy = [[_request("busy")]] * (scheduler.config.prefill_workers - 1)
+        groups = scheduler.admit([], busy)
         assert groups, "nothing admitted with the batch empty"
         order.extend(r for g in groups for r in g)
     return order
@@ -39,13 +41,25 @@ def test_a_request_behind_a_32_page_pdf_is_admitted_within_two_admissions():
     pdf = [_request("A") for _ in range(32)]
     for page in pdf:
         scheduler.add(page)
-    first = scheduler.admit([], prefilling=0)  # the PDF starts: both prefill slots
+    first = scheduler.admit([], [])  # the PDF starts: both prefill slots
     assert [len(g) for g in first] == [1, 1]
     short = _request("B")
     scheduler.add(short)
     order = _admit_one_at_a_time(scheduler)
     assert order.index(short) <= 1, order.index(short)
     assert sorted(map(id, order)) == sorted(map(id, pdf[2:] + [short]))  # the PDF still finishes
+
+
+def test_the_request_with_fewer_pages_in_work_goes_first():
+    """The PDF's queue emptied and refilled (its pages are prepared one by one) just before a single page arrived:
+    the single page still goes first, as the PDF already has a page in prefill."""
+    scheduler = Scheduler(_config(prefill_workers=2))
+    scheduler.add(_request("pdf"))
+    in_prefill = scheduler.admit([], [])[0]
+    scheduler.add(_request("pdf"))
+    short = _request("short")
+    scheduler.add(short)
+    assert scheduler.admit([], [in_prefill]) == [[short]]
 
 
 def test_no_starvation_either_way_with_a_stream_of_short_requests():
@@ -58,7 +72,7 @@ def test_no_starvation_either_way_with_a_stream_of_short_requests():
     for i in range(10):
         scheduler.add(_request(f"single-{i}"))
         for _ in range(2):
-            admitted.extend(r.owner for g in scheduler.admit([], prefilling=0) for r in g)
+            admitted.extend(r.owner for g in scheduler.admit([], []) for r in g)
     assert admitted.count("pdf") == 10
     assert all(admitted.index(f"single-{i}") - 2 * i <= 1 for i in range(10)), admitted
 
@@ -81,14 +95,14 @@ def test_admission_budgets_rows_times_the_longest_row_and_a_lone_request_always_
     scheduler.add(long)
     scheduler.add(short)
     # 500 + 20 would fit as a sum, but two rows padded to 500 need 1,000: fits; a third would not
-    groups = scheduler.admit([], prefilling=0)
+    groups = scheduler.admit([], [])
     assert [r for g in groups for r in g] == [long, short]
     third = _request("C", prompt=10, cap=10)
     scheduler.add(third)
-    assert scheduler.admit([need(long), need(short)], prefilling=0) == []
+    assert scheduler.admit([long, short], []) == []
     huge = Scheduler(_config(max_batch_tokens=10))
     huge.add(long)
-    assert huge.admit([], prefilling=0) == [[long]]
+    assert huge.admit([], []) == [[long]]
 
 
 def test_a_request_that_does_not_fit_is_not_overtaken():
@@ -97,38 +111,55 @@ def test_a_request_that_does_not_fit_is_not_overtaken():
     big, small = _request("A", prompt=800, cap=100), _request("B", prompt=10, cap=10)
     scheduler.add(big)
     scheduler.add(small)
-    assert scheduler.admit([200], prefilling=0) == []
-    assert scheduler.admit([], prefilling=0)[0] == [big]
+    assert scheduler.admit([_request("Z", prompt=150, cap=50)], []) == []
+    assert scheduler.admit([], [])[0] == [big]
 
 
 def test_prefill_slots_bound_what_is_handed_to_the_prefiller():
     scheduler = Scheduler(_config(max_batch_size=16, prefill_workers=2, max_prefill_batch=4))
     for i in range(12):
         scheduler.add(_request(f"r{i}"))
-    groups = scheduler.admit([], prefilling=0)
+    groups = scheduler.admit([], [])
     assert [len(g) for g in groups] == [4, 4]  # two prefills of four: the rest wait where turns still apply
-    assert scheduler.admit([need(r) for g in groups for r in g], prefilling=2) == []
+    assert scheduler.admit([], groups) == []
     assert len(scheduler) == 4
+
+
+def test_a_prefill_that_would_wait_for_memory_is_not_handed_over_and_keeps_its_turn():
+    """Big pages prefill one at a time (the prefiller's memory rule): the second waits here, not in a prefill
+    slot, so a small page of another request goes next once the first is done."""
+    scheduler = Scheduler(_config(prefill_workers=2), cost=lambda r: r.prepared.inputs["values"], parallel_limit=8)
+    big = [_request("pdf", values=10) for _ in range(3)]
+    for page in big:
+        scheduler.add(page)
+    first = scheduler.admit([], [])
+    assert first == [[big[0]]]  # a lone prefill always runs, whatever its size
+    small = _request("short", values=3)
+    scheduler.add(small)
+    assert scheduler.admit([], first) == []  # 10 + 3 over the limit: both wait here
+    assert scheduler.admit([], []) == [[small]]  # its turn: the PDF had one
+    assert scheduler.admit([], [[small]]) == []  # 3 + 10 over the limit
+    assert scheduler.admit([], []) == [[big[1]]]
 
 
 def test_groups_hold_only_prompts_that_can_share_a_forward():
     scheduler = Scheduler(_config(prefill_workers=2, max_prefill_batch=4))
     for i, key in enumerate(["x", "y", "x", "y", "x"]):
         scheduler.add(_request(f"r{i}", key=key))
-    groups = scheduler.admit([], prefilling=0)
+    groups = scheduler.admit([], [])
     assert [[r.prepared.group_key for r in g] for g in groups] == [["x", "x", "x"], ["y", "y"]]
     one_slot = Scheduler(_config(prefill_workers=1, max_prefill_batch=4))
     for i, key in enumerate(["x", "y", "x", "z"]):
         one_slot.add(_request(f"r{i}", key=key))
-    assert [[r.owner for r in g] for g in one_slot.admit([], prefilling=0)] == [["r0", "r2"]]
-    assert [[r.owner for r in g] for g in one_slot.admit([], prefilling=0)] == [["r1"]]  # passed over once only
+    assert [[r.owner for r in g] for g in one_slot.admit([], [])] == [["r0", "r2"]]
+    assert [[r.owner for r in g] for g in one_slot.admit([], [])] == [["r1"]]  # passed over once only
 
 
 def test_batch_size_caps_admission():
     scheduler = Scheduler(_config(max_batch_size=3, prefill_workers=8))
     for i in range(5):
         scheduler.add(_request(f"r{i}"))
-    assert sum(len(g) for g in scheduler.admit([need(_request("x"))], prefilling=0)) == 2
+    assert sum(len(g) for g in scheduler.admit([_request("x")], [])) == 2
 
 
 def test_cancelled_and_expired_requests_are_dropped_wherever_they_wait():
