@@ -44,6 +44,10 @@ def _gauges(text: str) -> tuple[float, ...]:
 
 
 def test_in_flight_is_queued_plus_running_at_every_scrape_under_mixed_load(app):
+    from prometheus_client import REGISTRY
+
+    waits_before = REGISTRY.get_sample_value("deepseek_ocr_request_wait_seconds_count") or 0
+
     async def run():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app",
                                      timeout=300) as client:
@@ -64,3 +68,5 @@ def test_in_flight_is_queued_plus_running_at_every_scrape_under_mixed_load(app):
     assert max(s[0] for s in samples) >= 5  # the load was there: the PDF's pages each hold a place
     assert max(s[1] for s in samples) > 2, samples  # pages waiting for a place, an image or a prefill are queued
     assert max(s[2] for s in samples) >= 1 and samples[-1] == (0, 0, 0)
+    # each page's wait for its prefill is in the wait histogram (the PDF's 4 pages and 3 images)
+    assert REGISTRY.get_sample_value("deepseek_ocr_request_wait_seconds_count") - waits_before == 7
