@@ -173,3 +173,11 @@ def test_cancelled_and_expired_requests_are_dropped_wherever_they_wait():
     assert isinstance(gone.pop(id(cancelled)), Cancelled)
     assert isinstance(gone.pop(id(expired)), RequestTimeout) and not gone
     assert scheduler.drain() == [kept] and len(scheduler) == 0
+
+
+def test_the_scheduler_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, predictor.engine.scheduler; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
