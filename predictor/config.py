@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from predictor.engine.ngram import MAX_NGRAM_SIZE
+from predictor.constants import DEVICES, IMAGE_NGRAM, MAX_NGRAM_SIZE
 from predictor.errors import ConfigError
 
 ENV_PREFIX = "PREDICTOR_"
@@ -62,12 +62,13 @@ class Settings:
     max_pdf_pages: int = 32
     max_page_pixels: int = 8_000_000
     max_request_pixels: int = 100_000_000
+    max_response_bytes: int = 32 * 1024 * 1024
     allow_remote_images: bool = False
     remote_image_hosts: list[str] = field(default_factory=list)
     remote_image_max_bytes: int = 16 * 1024 * 1024
     remote_image_timeout: float = 10.0
-    ngram_size: int = 30
-    ngram_window: int = 90
+    ngram_size: int = IMAGE_NGRAM[0]
+    ngram_window: int = IMAGE_NGRAM[1]
     default_mode: str | None = None
     api_key: list[str] = field(default_factory=list, repr=False)
     api_key_file: str | None = None
@@ -90,10 +91,22 @@ class Settings:
 
 
 # Flags kserve's own parser defines (and owns) when ours is built on top of it.
+# The serving processes' environment, set by both entry points (``python -m predictor``, and Ray Serve's replicas)
+# before torch or tokenizers load: no torch.compile / Inductor / Triton on the serving path (docs/ARCHITECTURE.md);
+# no tokenizers thread pool next to the engine's threads.
+SERVING_ENV = {"TORCH_COMPILE_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def set_serving_environment() -> None:
+    """Set ``SERVING_ENV`` where the environment does not say otherwise; call it before torch is imported."""
+    for key, value in SERVING_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 KSERVE_FLAGS = ("http_port", "grpc_port", "enable_grpc", "workers")
 
 _CHOICES = {
-    "device": ("auto", "cpu", "cuda"),
+    "device": DEVICES,
     "dtype": ("auto", "bfloat16", "float16", "float32"),
     "attn_implementation": ("auto", "sdpa", "eager"),
     "experts_implementation": ("auto", "grouped_mm", "batched_mm", "eager"),
@@ -123,6 +136,7 @@ _HELP = {
     "max_pdf_pages": "most PDF pages in one request (all its documents together), counted before rendering",
     "max_page_pixels": "most pixels of one rendered PDF page: a larger page renders below 144 DPI",
     "max_request_pixels": "most pixels of all rendered PDF pages of one request (checked before rendering)",
+    "max_response_bytes": "response size budget: figure crops (figures option) past it are left out and reported",
     "allow_remote_images": "allow http(s) image URLs (public addresses of --remote_image_hosts only)",
     "remote_image_hosts": "comma-separated host names remote images may come from",
     "ngram_size": "repetition guard n-gram size (0 disables)",
@@ -198,7 +212,7 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
         raise ConfigError(f"--model_dir {s.model_dir!r} has no config.json (is it a checkpoint directory?)")
     positive = ("max_new_tokens", "default_max_tokens", "max_batch_size", "max_batch_tokens", "max_body_bytes",
                 "max_image_pixels", "max_instances", "max_images_per_request", "max_pdf_pages", "max_page_pixels",
-                "max_request_pixels", "remote_image_max_bytes")
+                "max_request_pixels", "remote_image_max_bytes", "max_response_bytes")
     for name in positive:
         if getattr(s, name) < 1:
             raise ConfigError(f"--{name} must be at least 1, got {getattr(s, name)}")

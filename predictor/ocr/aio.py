@@ -1,82 +1,51 @@
-"""Asyncio helpers."""
+"""Asyncio fan-out, in one place for the server and the batch client (torch-free: the client imports it).
+
+Everything that runs several awaitables at once does it in an ``asyncio.TaskGroup``: when one fails (a page
+refused with 429, one image's 400) the others are cancelled at once instead of running to the end for a request
+that has already failed, and none is left running behind the caller. The caller sees the first error itself, not
+an ``ExceptionGroup``, so it maps to its own status code as a single error would.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Hashable
-from typing import TypeVar
-
-from predictor.engine.scheduler import Turns
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-async def gather_or_cancel(*awaitables: Awaitable[T]) -> list[T]:
-    """Like ``asyncio.gather``, but when one fails (a page refused with 429, one image's 500) the others are
-    cancelled at once instead of generating to the end for a request that has already failed."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
+def _first(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+@contextlib.asynccontextmanager
+async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
+    """``asyncio.TaskGroup`` that raises the first failure as itself."""
+    failure: BaseException | None = None
     try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except BaseExceptionGroup as failed:
+        failure = _first(failed)
+    if failure is not None:
+        raise failure
 
 
-class FairGate:
-    """At most ``capacity`` holders at once, like a semaphore, but waiters are let in by request in turns (the
-    owner served least recently first, engine/scheduler.py's ``Turns``), not in arrival order, and one owner holds
-    at most ``per_owner`` places: the rest stay free for the next request, so a request arriving behind the pages
-    of a 32-page PDF starts at once instead of after the PDF's 23rd page."""
+async def gather_or_cancel(*coroutines: Coroutine[Any, Any, T]) -> list[T]:
+    """The results in order; the first failure cancels the others and is raised."""
+    async with task_group() as group:
+        tasks = [group.create_task(c) for c in coroutines]
+    return [task.result() for task in tasks]
 
-    def __init__(self, capacity: int, per_owner: int | None = None):
-        self.capacity = capacity
-        self.per_owner = max(1, min(per_owner or capacity, capacity))
-        self.held = 0
-        self._owners: dict[Hashable, int] = {}  # places held per owner
-        self._waiters: Turns[asyncio.Future[None]] = Turns()
 
-    def _may_enter(self, owner: Hashable) -> bool:
-        return self.held < self.capacity and self._owners.get(owner, 0) < self.per_owner
-
-    @contextlib.asynccontextmanager
-    async def hold(self, owner: Hashable) -> AsyncIterator[None]:
-        if self._may_enter(owner) and not any(o == owner for o, _ in self._waiters.heads()):
-            self._enter(owner)
-            self._waiters.served(owner)
-        else:
-            granted = asyncio.get_running_loop().create_future()
-            self._waiters.push(owner, granted)
-            try:
-                await granted  # _release() entered this owner before granting
-            except asyncio.CancelledError:
-                if granted.done() and not granted.cancelled():
-                    self._release(owner)  # let in just as it was cancelled: pass the place on
-                else:
-                    self._waiters.remove_if(lambda f: f is granted)
-                raise
-        try:
-            yield
-        finally:
-            self._release(owner)
-
-    def _enter(self, owner: Hashable) -> None:
-        self.held += 1
-        self._owners[owner] = self._owners.get(owner, 0) + 1
-
-    def _release(self, owner: Hashable) -> None:
-        self.held -= 1
-        self._owners[owner] -= 1
-        if not self._owners[owner]:
-            del self._owners[owner]
-        while self.held < self.capacity:
-            nxt = next(((o, f) for o, f in self._waiters.heads() if self._may_enter(o)), None)
-            if nxt is None:
-                return
-            waiter_owner, granted = nxt
-            self._waiters.take(waiter_owner)
-            if not granted.done():
-                self._enter(waiter_owner)
-                granted.set_result(None)
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended (their errors are theirs: already reported)."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from predictor.engine.ngram import MAX_NGRAM_SIZE, MAX_NGRAM_WINDOW
+from predictor.constants import MAX_NGRAM_SIZE, MAX_NGRAM_WINDOW
 from predictor.errors import InvalidRequest
+from predictor.ocr.pages import PageRanges, parse_dpi, parse_pages
 from predictor.ocr.tasks import check_text
 
 
@@ -32,6 +33,11 @@ class OcrOptions:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    figures: bool = False  # crop image blocks, link them in the text (predictor.ocr.figures)
+    math: str = "latex"  # "dollar": model math delimiters become $ and $$ (predictor.ocr.markdown)
+    table_format: str = "html"  # "markdown": rectangular HTML tables -> GFM pipe tables
+    pages: PageRanges | None = None  # PDF pages to OCR, 1-based (predictor.ocr.pages)
+    dpi: int | None = None  # PDF render resolution, 72..300 (default 144)
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(OcrOptions))
@@ -77,6 +83,13 @@ MAX_STOP = 4  # OpenAI's own limit
 MAX_STOP_CHARS = 256  # a stop string is held back from a stream until it cannot match: keep that bounded
 
 
+def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in accepted:
+        shown = value if isinstance(value, str) and len(value) <= 20 else type(value).__name__
+        raise InvalidRequest(f"{name} must be one of {', '.join(accepted)}, got {shown!r}", param=name)
+    return value
+
+
 def _stop(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -101,6 +114,11 @@ _PARSERS = {
     "top_p": lambda n, v: _float(n, v, 0.0, 1.0),
     "seed": lambda n, v: _int(n, v, 0, 2**63 - 1),
     "stop": lambda n, v: _stop(v),
+    "figures": _bool,
+    "math": lambda n, v: _choice(n, v, ("latex", "dollar")),
+    "table_format": lambda n, v: _choice(n, v, ("html", "markdown")),
+    "pages": lambda n, v: parse_pages(v, n),
+    "dpi": lambda n, v: parse_dpi(v, n),
 }
 
 

@@ -22,8 +22,9 @@ from kserve.utils.utils import generate_uuid
 from predictor.errors import InvalidRequest, PayloadTooLarge
 from predictor.ocr.documents import decode_base64
 from predictor.ocr.options import OcrOptions, parse_options
-from predictor.ocr.resolve import Document, Resolver, prefixed
-from predictor.ocr.service import OcrOutput
+from predictor.ocr.resolve import Resolver, prefixed
+from predictor.ocr.service import figure_fields
+from predictor.ocr.types import Document, OcrOutput
 
 # v2 parameters that belong to the protocol, not to us.
 _V2_PROTOCOL_PARAMS = frozenset({"binary_data_output", "headers", "content_type"})
@@ -95,10 +96,13 @@ def v1_response(outputs: list[OcrOutput], model_name: str) -> dict[str, Any]:
 
 
 def _prediction(output: OcrOutput) -> dict[str, Any]:
-    prediction: dict[str, Any] = {"text": output.text, "finish_reason": output.finish_reason,
+    prediction: dict[str, Any] = {**output.page, "text": output.text, "finish_reason": output.finish_reason,
                                   "usage": output.usage, "blocks": output.blocks}
+    if not output.pages:
+        prediction["raw_text"] = output.raw_text  # per page: the text with DeepSeek's grounding tags
     if output.rendered_png is not None:
         prediction["rendered_png"] = output.rendered_png
+    prediction.update(figure_fields(output))
     if output.pages:
         prediction["pages"] = [_prediction(page) for page in output.pages]
     return prediction
@@ -189,6 +193,13 @@ def _text(value: str | bytes, name: str) -> str:
     return value
 
 
+def all_figures(output: OcrOutput) -> dict[str, list[dict[str, Any]]]:
+    """Every page's crops and skipped boxes, each with its page number (v2 has one JSON element per image)."""
+    return {key: [{**item, "page": page.page.get("page", 1)}
+                  for page in output.page_outputs for item in getattr(page, key) or []]
+            for key in ("figures", "figures_skipped")}
+
+
 def v2_response(parsed: ParsedRequest, outputs: list[OcrOutput], model_name: str) -> InferResponse:
     request = parsed.v2_request
     n = len(outputs)
@@ -209,6 +220,9 @@ def v2_response(parsed: ParsedRequest, outputs: list[OcrOutput], model_name: str
     infer_outputs.append(usage)
     if any(o.rendered_png for o in outputs):
         infer_outputs.append(bytes_output("rendered_png", [o.rendered_png or "" for o in outputs]))
+    if any(p.figures is not None for o in outputs for p in o.page_outputs):
+        infer_outputs.append(bytes_output("figures", [json.dumps(all_figures(o)) for o in outputs]))
+    infer_outputs.append(bytes_output("pages", [json.dumps([p.page for p in o.page_outputs]) for o in outputs]))
     # kserve's response serialisation fails (500) on a missing id when the client sent none: always set one
     response_id = (request.id if request is not None and request.id else None) or generate_uuid()
     return InferResponse(response_id=response_id, model_name=model_name, infer_outputs=infer_outputs,
@@ -226,4 +240,9 @@ V2_OUTPUTS = [
     {"name": "blocks", "datatype": "BYTES", "shape": [-1], "parameters": {"content": "JSON list of boxes"}},
     {"name": "usage", "datatype": "INT64", "shape": [-1, 3],
      "parameters": {"columns": "prompt_tokens, completion_tokens, image_tokens"}},
+    {"name": "pages", "datatype": "BYTES", "shape": [-1],
+     "parameters": {"content": "JSON list per image: page number, width, height (dpi for PDF pages)"}},
+    {"name": "figures", "datatype": "BYTES", "shape": [-1],
+     "parameters": {"content": "with the figures parameter: JSON {figures, figures_skipped} per image",
+                    "optional": True}},
 ]

@@ -6,6 +6,7 @@ with its text as the prompt. Earlier turns and system messages do not change the
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from openai.types.completion_usage import CompletionUsage
 
 from predictor.errors import InvalidRequest
 from predictor.ocr.options import ALIASES, OPTION_NAMES, OcrOptions, merge, parse_options
-from predictor.ocr.service import OcrOutput
+from predictor.ocr.service import figure_fields
+from predictor.ocr.types import OcrOutput
 
 _REFUSED = {  # parameters we cannot honour: refuse rather than silently ignore
     "tools": "tools are not supported by this OCR model",
@@ -168,10 +170,11 @@ def ocr_extra(output: OcrOutput) -> dict[str, Any]:
     blocks together (each with its ``page`` when there are several pages)."""
     pages = []
     for o in output.page_outputs:
-        page: dict[str, Any] = {"blocks": o.blocks, "finish_reason": o.finish_reason,
+        page: dict[str, Any] = {**o.page, "blocks": o.blocks, "finish_reason": o.finish_reason,
                                 "image_tokens": o.image_tokens, "raw_text": o.raw_text}
         if o.rendered_png is not None:
             page["rendered_png"] = o.rendered_png
+        page.update(figure_fields(o))
         pages.append(page)
     return {"pages": pages, "blocks": output.blocks}
 
@@ -189,7 +192,8 @@ def completion(req: ChatRequest, model: str, output: OcrOutput) -> dict[str, Any
 
 
 def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: bool = False,
-          finish: str | None = None, usage: OcrOutput | None = None) -> str:
+          finish: str | None = None, usage: OcrOutput | None = None, ocr: OcrOutput | None = None) -> str:
+    """One SSE frame; ``ocr``: the finished output, whose structured results (figures) ride on this chunk."""
     if usage is not None:
         choices: list[ChunkChoice] = []
     else:
@@ -197,4 +201,6 @@ def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: boo
         choices = [ChunkChoice(index=0, delta=delta, finish_reason=finish)]  # type: ignore[arg-type]
     obj = ChatCompletionChunk(id=req.request_id, created=req.created, model=model, object="chat.completion.chunk",
                               choices=choices, usage=_usage(usage) if usage is not None else None)
+    if ocr is not None:
+        return f"data: {json.dumps({**obj.model_dump(exclude_none=True), 'ocr': ocr_extra(ocr)})}\n\n"
     return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"
