@@ -50,7 +50,7 @@ def test_a_request_behind_a_32_page_pdf_is_admitted_within_two_admissions():
     assert sorted(map(id, order)) == sorted(map(id, pdf[2:] + [short]))  # the PDF still finishes
 
 
-def test_the_request_with_fewer_pages_in_work_goes_first():
+def test_a_request_arriving_during_a_pdf_page_prefill_goes_before_its_next_page():
     """The PDF's queue emptied and refilled (its pages are prepared one by one) just before a single page arrived:
     the single page still goes first, as the PDF already has a page in prefill."""
     scheduler = Scheduler(_config(prefill_workers=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from predictor.ocr.aio import FairGate
+from predictor.ocr.gate import FairGate
 
 
 async def _enter(gate: FairGate, owner: str, log: list[str], release: asyncio.Event) -> None:
