@@ -7,7 +7,10 @@ is validated here, before any weights load, so a bad combination fails in millis
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -17,6 +20,8 @@ from predictor.errors import ConfigError
 ENV_PREFIX = "PREDICTOR_"
 DEFAULT_MODEL_ID = "deepseek-ai/DeepSeek-OCR"
 DEFAULT_MODEL_NAME = "deepseek-ocr"
+DEFAULT_V2_MODEL_ID = "deepseek-ai/DeepSeek-OCR-2"
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 def _bool(value: str | bool) -> bool:
@@ -40,6 +45,7 @@ class Settings:
 
     model_name: str = DEFAULT_MODEL_NAME
     served_model_names: list[str] = field(default_factory=list)
+    serve_hub_name: bool = True
     model_id: str | None = None
     model_dir: str | None = None
     revision: str | None = None
@@ -86,8 +92,46 @@ class Settings:
         return self.model_dir or self.model_id or DEFAULT_MODEL_ID
 
     @property
+    def hub_name(self) -> str | None:
+        """The Hugging Face id of the served weights (what vLLM serves them as), when known and wanted."""
+        if not self.serve_hub_name:
+            return None
+        if not self.model_dir:
+            return self.model_id or DEFAULT_MODEL_ID
+        return _hub_id_of_dir(self.model_dir)
+
+    @property
     def all_model_names(self) -> list[str]:
-        return [self.model_name, *[n for n in self.served_model_names if n != self.model_name]]
+        names = [self.model_name, *self.served_model_names, *([self.hub_name] if self.hub_name else [])]
+        return list(dict.fromkeys(names))
+
+
+@functools.lru_cache(maxsize=8)
+def _hub_id_of_dir(model_dir: str) -> str | None:
+    """A local checkpoint's hub id: its config's ``_name_or_path`` when that is one, the HF cache folder it sits in
+    (``models--owner--name``), else the canonical id of its architecture (a copy of the official weights)."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):  # a pipe (or anything but a file) is read by the loader alone
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    named = config.get("_name_or_path") if isinstance(config, dict) else None
+    if isinstance(named, str) and _HUB_ID.fullmatch(named) and not os.path.exists(named):
+        return named
+    cached = re.search(r"models--([\w.-]+)--([\w.-]+)", os.path.realpath(model_dir))
+    if cached:
+        return f"{cached.group(1)}/{cached.group(2)}"
+    if not isinstance(config, dict):
+        return None
+    vision = json.dumps(config.get("vision_config") or {})
+    if config.get("model_type") == "deepseek_ocr2" or "qwen2" in vision:
+        return DEFAULT_V2_MODEL_ID
+    if config.get("model_type") in ("DeepseekOCR", "deepseek_vl_v2", "unlimited_ocr"):
+        return DEFAULT_MODEL_ID
+    return None
 
 
 # Flags kserve's own parser defines (and owns) when ours is built on top of it.
@@ -114,6 +158,7 @@ _CHOICES = {
 _HELP = {
     "model_name": "name in KServe and OpenAI routes",
     "served_model_names": "comma-separated aliases accepted as `model` (OpenAI) and in KServe URLs",
+    "serve_hub_name": "also serve under the weights' Hugging Face id (e.g. deepseek-ai/DeepSeek-OCR), as vLLM does",
     "model_id": f"HuggingFace repo id to download (default {DEFAULT_MODEL_ID} when --model_dir is not given)",
     "model_dir": "local checkpoint directory, e.g. /mnt/models from KServe's storage initializer",
     "revision": "hub revision (branch, tag or commit) for --model_id",

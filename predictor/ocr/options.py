@@ -24,6 +24,7 @@ class OcrOptions:
     max_crops: int | None = None
     ngram_size: int | None = None
     ngram_window: int | None = None
+    ngram_whitelist: tuple[int, ...] | None = None  # ids the guard never bans (None: the family's table tags)
     raw: bool = False
     render: bool = False
     max_tokens: int | None = None
@@ -102,11 +103,21 @@ def _stop(value: Any) -> tuple[str, ...]:
     return tuple(check_text(s, "stop") for s in items)
 
 
+MAX_WHITELIST = 256
+
+
+def _token_ids(name: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > MAX_WHITELIST:
+        raise InvalidRequest(f"{name} must be a list of at most {MAX_WHITELIST} token ids", param=name)
+    return tuple(_int(name, v, 0) for v in value)
+
+
 _PARSERS = {
     "task": _str, "prompt": _str, "ref": _str, "mode": _str,
     "max_crops": lambda n, v: _int(n, v, 1),  # the upper bound is the family's
     "ngram_size": lambda n, v: _int(n, v, 0, MAX_NGRAM_SIZE),
     "ngram_window": lambda n, v: _int(n, v, 1, MAX_NGRAM_WINDOW),
+    "ngram_whitelist": _token_ids,
     "raw": _bool, "render": _bool, "ignore_eos": _bool,
     "max_tokens": lambda n, v: _int(n, v, 1),
     "min_tokens": lambda n, v: _int(n, v, 0),

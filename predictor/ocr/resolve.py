@@ -40,7 +40,7 @@ class Resolver:
             min_tokens=options.min_tokens, ignore_eos=options.ignore_eos, temperature=options.temperature,
             top_p=options.top_p, seed=options.seed, stop=options.stop, ngram_size=ngram_size,
             ngram_window=ngram_window, figures=options.figures, math=options.math,
-            table_format=options.table_format,
+            table_format=options.table_format, ngram_whitelist=self._whitelist(options.ngram_whitelist),
         )
 
     def _ngram(self, options: OcrOptions, kind: DocumentKind) -> tuple[int, int]:
@@ -55,6 +55,18 @@ class Resolver:
             return resolved
         ngram_size, ngram_window = self._ngram(options, kind)
         return replace(resolved, ngram_size=ngram_size, ngram_window=ngram_window)
+
+    def _whitelist(self, ids: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        """Token ids must exist in the loaded tokenizer (a checkpoint's ids differ from another's)."""
+        tokenizer = getattr(self.family, "tokenizer", None)
+        if ids is None or tokenizer is None:
+            return ids
+        size = len(tokenizer)
+        outside = [i for i in ids if i >= size]
+        if outside:
+            raise InvalidRequest(f"token ids {outside[:8]} are outside the tokenizer's vocabulary (0..{size - 1})",
+                                 param="ngram_whitelist")
+        return ids
 
     def document(self, data: bytes, field: str, options: OcrOptions, where: str | None = None) -> Document:
         """One input alone (see ``documents``)."""

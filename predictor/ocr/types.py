@@ -40,6 +40,7 @@ class ResolvedOptions:
     figures: bool = False  # crop image blocks (predictor.ocr.figures)
     math: str = "latex"  # predictor.ocr.markdown
     table_format: str = "html"
+    ngram_whitelist: tuple[int, ...] | None = None  # None: the family's (table tags)
 
     def sampling(self, prompt_tokens: int, max_context: int) -> SamplingParams:
         room = max_context - prompt_tokens
@@ -50,7 +51,7 @@ class ResolvedOptions:
         return SamplingParams(
             max_new_tokens=max_new, min_new_tokens=min(self.min_tokens, max_new), ignore_eos=self.ignore_eos,
             temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=self.stop,
-            ngram_size=self.ngram_size, ngram_window=self.ngram_window,
+            ngram_size=self.ngram_size, ngram_window=self.ngram_window, ngram_whitelist=self.ngram_whitelist,
         )
 
 

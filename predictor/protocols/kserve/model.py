@@ -121,6 +121,20 @@ class OcrModel(kserve.Model):
         health = runtime.engine.health()
         return health.ok, health.reason
 
+    def state(self) -> tuple[str, str]:
+        """``ready``, or why not: ``draining``, ``unloaded`` (or unloading), ``loading`` or ``failed``, and a reason."""
+        runtime = self.runtime
+        if self.draining:
+            return "draining", "the server is shutting down; retry on another replica"
+        if self.unloading or (runtime is None and self.unloaded):
+            return "unloaded", "load it with POST /v2/repository/models/{name}/load"
+        if runtime is None:
+            return "loading", "the weights are loading; retry later"
+        health = runtime.engine.health()
+        if not health.ok:
+            return "failed", health.reason
+        return "ready", ""
+
     def require_runtime(self) -> Runtime:
         if self.draining:
             raise NotReady("the server is shutting down; retry on another replica", retry_after=1)
