@@ -104,11 +104,10 @@ def options(variant: str, tokens: int) -> OcrOptions:
 async def one_run(service: Any, images: list[Any], variant: str, level: int, tokens: int) -> tuple[float, float]:
     """(end-to-end tokens/s, decode tokens/s from the engine's step timer: prefill excluded)."""
     context = confidence_off() if variant == "without_confidence" else contextlib.nullcontext()
-    timer = service.engine.worker.timer
-    timer.take()
+    service.engine.stats.take_steps()
     with context:
         result = await run_level(service, images[:level], level, tokens, options(variant, tokens))
-    step = timer.take()
+    step = service.engine.stats.take_steps()
     step_ms = step["host_ms"] + step["sync_ms"] + step["device_ms"]
     return result["tokens_per_s"], step["mean_rows"] * 1e3 / step_ms, step_ms
 

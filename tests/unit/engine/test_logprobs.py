@@ -8,13 +8,12 @@ import math
 import pytest
 import torch
 
-from predictor.engine.engine import Engine
 from predictor.engine.sampler import RowSampler, choose
 from predictor.engine.types import SamplingParams
 from predictor.families.base import ImageOptions, LoadSettings
 from predictor.families.v2 import DeepseekOcr2Family
 from tests.conftest import page_image
-from tests.engine_rows import run_rows
+from tests.engine_rows import run_rows, running_engine
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +98,7 @@ def test_greedy_logprobs_match_transformers_generate(family):
     scores = torch.log_softmax(torch.stack(ref.scores)[:, 0].float(), dim=-1)
     expected = [float(scores[i, t]) for i, t in enumerate(expected_ids)]
     expected_top = [torch.topk(scores[i], 5) for i in range(n)]
-    engine = Engine(family, "cpu", max_batch_size=4, max_batch_tokens=100_000, max_queue=4, request_timeout=120,
-                    max_prefill_batch=2)
-    engine.start()
+    engine = running_engine(family, max_batch_size=4, max_prefill_batch=2)
     params = SamplingParams(max_new_tokens=n, min_new_tokens=n, ngram_size=0, top_logprobs=5)
     other = family.prepare(page_image((300, 900), "another row"), "<image>\nFree OCR.", ImageOptions())
     try:
