@@ -1,5 +1,6 @@
 """The one place that wires the HTTP app around one model: our OpenAI routes (under the OpenAI prefix and
-``/v1``), ``/health``, KServe's v1/v2 REST routes, liveness, ``/metrics``, the error handlers and the body limit.
+``/v1``), ``/health``, the playground page (``/ui``), KServe's v1/v2 REST routes, liveness, ``/metrics``, the
+error handlers and the body limit.
 
 The server (``python -m predictor``), the in-process API tests and the Ray Serve deployment all build the app
 here, so a route or a handler added once is served everywhere. Building the app loads nothing: weights load in
@@ -34,6 +35,10 @@ def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI
         app = FastAPI(title="DeepSeek-OCR predictor", docs_url=None, redoc_url=None)
     openai_api.register(app, model)  # first, so ours win where a path is shared with KServe v1
     install_routes(app, model, docs=docs)
+    if settings.ui:
+        from predictor import ui
+
+        ui.register(app, model)
     _add_liveness(app, model)  # before KServe's, which answers "alive" whatever the engine's state
     if kserve_routes:
         _add_kserve_routes(app, model, settings)

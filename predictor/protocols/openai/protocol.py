@@ -6,6 +6,7 @@ with its text as the prompt. Earlier turns and system messages do not change the
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -189,7 +190,9 @@ def completion(req: ChatRequest, model: str, output: OcrOutput) -> dict[str, Any
 
 
 def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: bool = False,
-          finish: str | None = None, usage: OcrOutput | None = None) -> str:
+          finish: str | None = None, usage: OcrOutput | None = None, ocr: dict[str, Any] | None = None) -> str:
+    """One SSE frame. ``ocr``: the structured results, on the chunk that carries the finish reason, so a
+    streaming client gets the blocks without asking again."""
     if usage is not None:
         choices: list[ChunkChoice] = []
     else:
@@ -197,4 +200,8 @@ def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: boo
         choices = [ChunkChoice(index=0, delta=delta, finish_reason=finish)]  # type: ignore[arg-type]
     obj = ChatCompletionChunk(id=req.request_id, created=req.created, model=model, object="chat.completion.chunk",
                               choices=choices, usage=_usage(usage) if usage is not None else None)
-    return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"
+    if ocr is None:
+        return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"
+    body = obj.model_dump(mode="json", exclude_none=True)
+    body["ocr"] = ocr
+    return f"data: {json.dumps(body)}\n\n"
