@@ -22,7 +22,7 @@ const PDF_ONLY = new Set(['pages', 'dpi']);
 const ROOT = new URL(location.pathname.replace(/\/ui\/?(index\.html)?$/, '/'), location.href);
 const state = {
   config: null, file: null, fileUrl: null, isPdf: false, needsRender: false, busy: false, controller: null,
-  text: '', result: null, pages: [], page: 0, selected: null, pendingRun: false,
+  text: '', deltas: 0, result: null, pages: [], page: 0, selected: null, pendingRun: false, lastOptions: null,
 };
 
 // ---- small helpers ---------------------------------------------------------------------------------------------
@@ -32,6 +32,8 @@ function fmtBytes(n) {
   if (n >= 1024) return (n / 1024).toFixed(1) + ' KB';
   return n + ' bytes';
 }
+
+function fmtInt(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ','); }
 
 function el(tag, attrs, text) {
   const node = document.createElement(tag);
@@ -203,8 +205,8 @@ async function pick(file) {
   const limit = maxFileBytes();
   if (file.size > limit) {
     return refuse(file.name + ' is ' + fmtBytes(file.size) + ': larger than this server accepts, ' +
-      fmtBytes(limit) + ' (its request limit max_body_bytes is ' + fmtBytes(state.config.limits.max_body_bytes) +
-      ', and base64 adds a third). Nothing was uploaded.');
+      fmtBytes(limit) + ' (its request limit max_body_bytes is ' + fmtInt(state.config.limits.max_body_bytes) +
+      ' bytes, and base64 adds a third). Nothing was uploaded.');
   }
   let url = null;
   let renderable = !pdf;
@@ -215,8 +217,8 @@ async function pick(file) {
     const max = state.config.limits.max_image_pixels;
     if (size && size.w * size.h > max) {
       URL.revokeObjectURL(url);
-      return refuse(file.name + ' is ' + size.w + 'x' + size.h + ' = ' + (size.w * size.h).toLocaleString() +
-        ' pixels: more than this server accepts, max_image_pixels = ' + max.toLocaleString() + '. Nothing was uploaded.');
+      return refuse(file.name + ' is ' + size.w + 'x' + size.h + ' = ' + fmtInt(size.w * size.h) +
+        ' pixels: more than this server accepts, max_image_pixels = ' + fmtInt(max) + '. Nothing was uploaded.');
     }
   }
   if (state.fileUrl) URL.revokeObjectURL(state.fileUrl);
@@ -273,6 +275,7 @@ async function run() {
   }
   const job = {file: state.file, fileUrl: state.fileUrl, isPdf: state.isPdf};
   const body = requestBody(await readDataUrl(job.file));
+  state.lastOptions = body.ocr;
   state.busy = true;
   state.controller = new AbortController();
   $('run').disabled = true;
@@ -342,15 +345,17 @@ function finish(message, kind) {
   }
   const r = state.result;
   const looped = state.pages.filter((p) => p.flag).length;
-  setStatus('Done: ' + state.pages.length + ' page' + (state.pages.length === 1 ? '' : 's') + ', ' +
-    (r.usage ? r.usage.completion_tokens + ' tokens, ' : '') + 'finish reason ' + r.finish_reason +
+  const blocks = state.pages.reduce((n, p) => n + p.blocks.length, 0);
+  setStatus('Done: ' + state.pages.length + ' page' + (state.pages.length === 1 ? '' : 's') + ', ' + blocks +
+    ' block' + (blocks === 1 ? '' : 's') + ', ' + (r.usage ? r.usage.completion_tokens + ' tokens, ' : '') +
+    'finish reason ' + r.choices[0].finish_reason +
     (looped ? ', ' + looped + ' page(s) flagged as looping' : '') + '.', looped ? 'warn' : 'ok');
   setState('done');
 }
 
 // A new answer replaces the old one only once the server has accepted the request: a refused request loses nothing.
 function startResult(run) {
-  Object.assign(state, {text: '', result: null, pages: [], page: 0, selected: null, shown: run});
+  Object.assign(state, {text: '', deltas: 0, result: null, pages: [], page: 0, selected: null, shown: run});
   $('text').textContent = '';
   $('figures').textContent = '';
   $('figuresBox').hidden = true;
@@ -409,6 +414,7 @@ function onFrame(frame, meta) {
 
 function appendText(delta) {
   state.text += delta;
+  state.deltas += 1;
   $('text').append(document.createTextNode(delta));
   const streamed = state.text.split(PAGE_SPLIT).length;
   if (state.shown && state.shown.isPdf) $('pageLabel').textContent = 'Streaming page ' + streamed + '…';
