@@ -6,7 +6,7 @@ DEMO_DIR ?= .cache/tiny-deepseek-ocr2
 MODEL_ID ?= deepseek-ai/DeepSeek-OCR
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install run demo demo-serve test test-unit test-api test-e2e test-ray ray-run chart-test clone-test image-test lint bench soak clean
+.PHONY: help install run demo demo-serve test test-unit test-api test-e2e test-browser test-ray ray-run chart-test clone-test image-test lint bench soak clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,6 +16,7 @@ install: ## install the package, test tools and Ray Serve (CPU torch first, so p
 	# one pip run for the project and its extras: ray[serve] resolved alone upgrades protobuf past kserve's pin
 	$(PYTHON) -m pip install -q -e ".[test,ray]"
 	$(PYTHON) scripts/pip_check.py test,ray
+	bash scripts/install-browser.sh  # Debian chromium + chromium-driver for test-browser, where missing
 
 run: install ## serve $(MODEL_ID) (downloaded from the hub); offline, says so and serves the tiny demo
 	MODEL_ID=$(MODEL_ID) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) PYTHON=$(PYTHON) bash scripts/run.sh
@@ -26,7 +27,7 @@ demo-serve:
 	$(PYTHON) -m predictor.testing.tiny --family v2 $(DEMO_DIR) >/dev/null
 	HF_HUB_OFFLINE=1 $(PYTHON) -m predictor --model_dir $(DEMO_DIR) --device cpu --http_port $(PORT) --grpc_port $(GRPC_PORT)
 
-test: install lint test-unit test-api test-e2e chart-test clone-test test-ray ## everything CI runs
+test: install lint test-unit test-api test-e2e test-browser chart-test clone-test test-ray ## everything CI runs
 
 test-unit:
 	$(PYTHON) -m pytest -q tests/unit
@@ -36,6 +37,9 @@ test-api:
 
 test-e2e:
 	$(PYTHON) -m pytest -q tests/e2e
+
+test-browser: ## the playground page (/ui) in headless Chromium against real servers on the tiny checkpoint
+	$(PYTHON) -m pytest -q tests/browser
 
 test-ray: ## Ray Serve tier: a real local Ray (2 CPUs, no dashboard), ~5 min
 	RAY_TESTS_REQUIRED=1 $(PYTHON) -m pytest -q tests/ray
