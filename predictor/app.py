@@ -35,13 +35,13 @@ def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI
         app = FastAPI(title="DeepSeek-OCR predictor", docs_url=None, redoc_url=None)
     openai_api.register(app, model)  # first, so ours win where a path is shared with KServe v1
     install_routes(app, model, docs=docs)
-    if settings.ui:
-        from predictor import ui
-
-        ui.register(app, model)
     _add_liveness(app, model)  # before KServe's, which answers "alive" whatever the engine's state
     if kserve_routes:
         _add_kserve_routes(app, model, settings)
+    if settings.ui:  # last: no API path is matched against the page's routes before its own
+        from predictor import ui
+
+        ui.register(app, model)
     http_errors.install(app)
     app.state.drainer = install_http(app, model, settings)
     app.state.model = model

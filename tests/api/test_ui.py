@@ -80,6 +80,10 @@ def test_ui_false_gives_404_and_changes_nothing_else(tiny_v2_dir):
     assert len(ui_routes) == 4
     assert _routes(off) == _routes(on) - ui_routes
     assert [m.cls for m in off.user_middleware] == [m.cls for m in on.user_middleware]
+    # the page's routes come after every API route: no API request is matched against them first
+    paths = [getattr(r, "path", None) for r in on.router.routes]
+    first_ui = paths.index("/ui")
+    assert all(p is not None and p.startswith("/ui") for p in paths[first_ui:]), paths[first_ui:]
 
 
 def test_with_api_keys_the_page_is_open_and_the_apis_are_not(tiny_v2_dir):

@@ -500,7 +500,9 @@ function boxFor(block, index) {
   const boxes = Array.isArray(block.boxes) && block.boxes.length ? block.boxes : [[0, 0, 0, 0]];
   const x1 = Math.min(...boxes.map((b) => b[0])); const y1 = Math.min(...boxes.map((b) => b[1]));
   const x2 = Math.max(...boxes.map((b) => b[2])); const y2 = Math.max(...boxes.map((b) => b[3]));
-  const button = el('button', {type: 'button', class: 'box' + (low(block) ? ' low' : ''), 'data-block': index,
+  // a box at the top edge carries its label inside, where the picture does not cut it off
+  const classes = 'box' + (low(block) ? ' low' : '') + (y1 < 40 ? ' top' : '');
+  const button = el('button', {type: 'button', class: classes, 'data-block': index,
     'aria-label': 'Block ' + (index + 1) + ': ' + describe(block), title: describe(block)});
   Object.assign(button.style, {left: x1 / 9.99 + '%', top: y1 / 9.99 + '%', width: (x2 - x1) / 9.99 + '%',
     height: (y2 - y1) / 9.99 + '%'});
