@@ -4,23 +4,27 @@ before uploading it, and shows the server's own words for a refused request and 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser import page
 from tests.conftest import blank_pdf, png_bytes
 from tests.e2e.server import Server, served
 
 MAX_BODY = 400_000
+MAX_PIXELS = 3_000_000
 
 
 @pytest.fixture(scope="module")
 def server(tiny_v2_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Server:
     log = str(tmp_path_factory.mktemp("browser-logs") / "server.log")
-    with served(tiny_v2_dir, log, "--default_max_tokens", "24", "--max_body_bytes", str(MAX_BODY)) as srv:
+    with served(tiny_v2_dir, log, "--default_max_tokens", "24", "--max_body_bytes", str(MAX_BODY),
+                "--max_image_pixels", str(MAX_PIXELS)) as srv:
         yield srv
 
 
@@ -28,7 +32,8 @@ def server(tiny_v2_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Server
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("browser-files")
     made = {"page.png": png_bytes((640, 240), "Invoice 2024-117, total 1,234.00 EUR"),
-            "three.pdf": blank_pdf(3), "huge.png": page.noise_png(400)}
+            "three.pdf": blank_pdf(3), "huge.png": page.noise_png(400),
+            "wide.png": png_bytes((2000, 2000), "too many pixels")}
     for name, raw in made.items():
         (folder / name).write_bytes(raw)
     return {name: folder / name for name in made}
@@ -66,6 +71,27 @@ def test_png_streams_to_the_servers_non_streamed_answer(driver, server, files, s
     for button in ("copy", "downloadMd", "downloadJson"):
         assert driver.find_element(By.ID, button).is_enabled()
     assert driver.execute_script("return state.result.choices[0].message.content") == shown
+    _downloads_match(driver, plain.json(), shown)
+
+
+def _downloads_match(driver, answer: dict, shown: str) -> None:
+    """Download Markdown / JSON write what the server answered; Copy puts the Markdown on the clipboard."""
+    for button in ("downloadMd", "downloadJson"):
+        driver.find_element(By.ID, button).click()
+    folder = driver.downloads
+    WebDriverWait(driver, 20).until(lambda d: {p.name for p in folder.iterdir()} >= {"page.md", "page.json"})
+    assert (folder / "page.md").read_text(encoding="utf-8") == shown
+    saved = json.loads((folder / "page.json").read_text(encoding="utf-8"))
+    assert saved["choices"][0]["message"]["content"] == answer["choices"][0]["message"]["content"]
+    assert saved["ocr"] == answer["ocr"] and saved["usage"]["completion_tokens"] == answer["usage"]["completion_tokens"]
+    origin = driver.execute_script("return location.origin")
+    driver.execute_cdp_cmd("Browser.grantPermissions", {"origin": origin, "permissions": [
+        "clipboardReadWrite", "clipboardSanitizedWrite"]})
+    driver.find_element(By.ID, "copy").click()
+    WebDriverWait(driver, 10).until(lambda d: "copied" in page.text_of(d, "status"))
+    pasted = driver.execute_async_script(
+        "const done = arguments[0]; navigator.clipboard.readText().then(done, e => done('ERR ' + e))")
+    assert pasted == shown
 
 
 def test_a_refused_request_shows_the_servers_message_and_field_and_loses_nothing(driver, server, files, shots):
@@ -122,6 +148,15 @@ def test_an_oversized_file_is_refused_before_upload_naming_the_limit(driver, ser
     page.shot(driver, shots, "06-oversized")
     message = page.text_of(driver, "fileMsg")
     assert "max_body_bytes is 400,000 bytes" in message, message
+    assert not driver.find_element(By.ID, "run").is_enabled()
+    assert page.chat_posts(driver) == 0
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_upload(driver, server, files, shots):
+    page.open_page(driver, server.url)
+    page.pick(driver, files["wide.png"])
+    message = page.text_of(driver, "fileMsg")
+    assert "2000x2000" in message and "max_image_pixels = 3,000,000" in message, message
     assert not driver.find_element(By.ID, "run").is_enabled()
     assert page.chat_posts(driver) == 0
 
