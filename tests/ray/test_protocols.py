@@ -154,3 +154,12 @@ def test_kserve_v2_grpc_through_serves_grpc_proxy_equals_rest(ocr_app, ray_clust
         with pytest.raises(grpc.aio.AioRpcError) as err:
             _grpc(ray_cluster, [infer(model, data)])
         assert err.value.code() == code, (model, err.value)
+
+
+def test_the_playground_page_is_served_through_serve(ocr_app, reference):
+    for path in ("/ui", "/ui/app.js", "/ui/app.css"):
+        served = httpx.get(ocr_app + path, timeout=30)
+        assert served.status_code == 200 and served.content == reference.get(path).content, path
+    config = httpx.get(ocr_app + "/ui/config.json", timeout=30).json()
+    assert config["ready"] is True and config["models"] == [MODEL, "ocr-alias"]
+    assert config["limits"]["max_body_bytes"] == reference.get("/ui/config.json").json()["limits"]["max_body_bytes"]
