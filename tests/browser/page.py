@@ -72,3 +72,45 @@ def noise_png(side: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def document_png(width: int = 850, height: int = 1100) -> bytes:
+    """A page drawn where the fitted grounding checkpoint (``predictor.testing.fitted``) puts its blocks: title,
+    paragraph, a plot with its caption, a table, an equation. The model's output does not depend on the pixels;
+    this only makes the screenshots read as what they show."""
+    import math
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+
+    def box(x1: int, y1: int, x2: int, y2: int) -> tuple[int, int, int, int]:
+        return (round(x1 / 999 * width), round(y1 / 999 * height), round(x2 / 999 * width), round(y2 / 999 * height))
+
+    def font(size: int) -> Any:
+        return ImageFont.load_default(size=size)
+
+    x1, y1, _, _ = box(112, 64, 887, 118)
+    draw.text((x1, y1 + 8), "Fitted Page", fill="black", font=font(40))
+    x1, y1, _, _ = box(112, 140, 887, 210)
+    draw.text((x1, y1 + 20), "The energy is E = mc^2, as everyone knows.", fill="black", font=font(22))
+    x1, y1, x2, y2 = box(200, 240, 800, 520)
+    draw.rectangle((x1, y1, x2, y2), outline="black", width=2)
+    points = [(x1 + i, (y1 + y2) / 2 - math.sin(i / (x2 - x1) * 4 * math.pi) * (y2 - y1) * 0.35)
+              for i in range(0, x2 - x1, 4)]
+    draw.line(points, fill=(9, 105, 218), width=3)
+    x1, y1, _, _ = box(260, 532, 740, 560)
+    draw.text((x1 + 60, y1 + 4), "Figure 1 | A plot.", fill="black", font=font(20))
+    x1, y1, x2, y2 = box(150, 600, 850, 760)
+    draw.rectangle((x1, y1, x2, y2), outline="black", width=2)
+    draw.line(((x1 + x2) // 2, y1, (x1 + x2) // 2, y2), fill="black", width=2)
+    draw.line((x1, (y1 + y2) // 2, x2, (y1 + y2) // 2), fill="black", width=2)
+    for col, row, text in ((0, 0, "a"), (1, 0, "b"), (0, 1, "1"), (1, 1, "2")):
+        draw.text((x1 + (x2 - x1) * (col * 2 + 1) // 4, y1 + (y2 - y1) * (row * 2 + 1) // 4 - 12), text,
+                  fill="black", font=font(24))
+    x1, y1, _, _ = box(300, 800, 700, 860)
+    draw.text((x1 + 90, y1 + 14), "x^2 + y^2 = 1", fill="black", font=font(30))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()

@@ -415,7 +415,10 @@ function onFrame(frame, meta) {
 function appendText(delta) {
   state.text += delta;
   state.deltas += 1;
-  $('text').append(document.createTextNode(delta));
+  const pre = $('text');
+  const following = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;  // the reader is at the end
+  pre.append(document.createTextNode(delta));
+  if (following) pre.scrollTop = pre.scrollHeight;
   const streamed = state.text.split(PAGE_SPLIT).length;
   if (state.shown && state.shown.isPdf) $('pageLabel').textContent = 'Streaming page ' + streamed + '…';
 }
