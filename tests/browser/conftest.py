@@ -2,13 +2,12 @@
 
 Chromium and chromedriver come from apt (``make install`` and ``.ci/run`` install them where missing); a machine
 without them fails here with that instruction rather than skipping. Screenshots of every step go to
-``<pytest basetemp>/browser-shots`` (printed at the end of the session)."""
+``$BROWSER_SHOTS_DIR`` or ``<pytest basetemp>/browser-shots`` (printed at the end of the session)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,21 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1280,800")
 
 
+_SHOTS: list[Path] = []
+
+
 @pytest.fixture(scope="session")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.getbasetemp() / "browser-shots"
-    folder.mkdir(exist_ok=True)
-    yield folder
-    print(f"\nbrowser screenshots: {folder}")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: $BROWSER_SHOTS_DIR, else ``browser-shots`` in pytest's temporary folder."""
+    folder = Path(os.environ.get("BROWSER_SHOTS_DIR") or tmp_path_factory.getbasetemp() / "browser-shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    _SHOTS.append(folder)
+    return folder
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for folder in _SHOTS:
+        terminalreporter.write_line(f"browser screenshots: {folder} ({len(list(folder.glob('*.png')))} files)")
 
 
 @pytest.fixture(scope="module")
