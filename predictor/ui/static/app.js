@@ -9,8 +9,8 @@ const LOW_CONFIDENCE = 0.8;
 // Options this page knows how to offer, shown only when the server lists them in /ui/config.json.
 const EXTRA_OPTIONS = [
   {name: 'figures', label: 'Crop figures', kind: 'bool'},
-  {name: 'pages', label: 'Pages (e.g. 1-3,7)', kind: 'text'},
-  {name: 'dpi', label: 'PDF DPI', kind: 'number', min: 72, max: 300},
+  {name: 'pages', label: 'PDF pages (e.g. 1-3,7)', kind: 'text', hint: 'all'},
+  {name: 'dpi', label: 'PDF DPI', kind: 'number', min: 72, max: 300, hint: '144'},
   {name: 'math', label: 'Math delimiters', kind: 'choice', choices: ['latex', 'dollar']},
   {name: 'table_format', label: 'Tables', kind: 'choice', choices: ['html', 'markdown']},
   {name: 'tables', label: 'Tables', kind: 'choice', choices: ['html', 'markdown']},
@@ -126,8 +126,10 @@ function buildOptions() {
 function optionField(spec) {
   const id = 'opt-' + spec.name;
   const def = defaultOf(spec.name);
+  const shown = def !== null ? def : spec.hint;  // the server applies it, though the option's own default is unset
   const field = el('div', {class: 'field' + (spec.kind === 'bool' ? ' check' : '')});
-  const label = el('label', {for: id}, spec.label + (def !== null && spec.kind !== 'bool' ? ' (default ' + def + ')' : ''));
+  const label = el('label', {for: id},
+    spec.label + (shown !== undefined && spec.kind !== 'bool' ? ' (default ' + shown + ')' : ''));
   let input;
   if (spec.kind === 'bool') {
     input = el('input', {id, type: 'checkbox'});
@@ -145,7 +147,7 @@ function optionField(spec) {
   } else {
     input = el('input', {id, type: spec.kind === 'number' ? 'number' : 'text'});
     if (spec.min !== undefined) { input.min = spec.min; input.max = spec.max; }
-    if (def !== null) input.placeholder = String(def);
+    if (shown !== undefined) input.placeholder = String(shown);
     field.append(label, input);
   }
   input.dataset.option = spec.name;
@@ -434,6 +436,7 @@ function complete(meta, finishReason, ocr) {
     blocks: Array.isArray(p.blocks) ? p.blocks : [],
     src: p.rendered_png ? 'data:image/png;base64,' + p.rendered_png : (i === 0 ? state.shown.fileUrl : null),
     flag: loopFlag(p),
+    number: typeof p.number === 'number' ? p.number : null,
     figures: figuresOf(ocr, p, i, pages.length),
   }));
   for (const id of ['copy', 'downloadMd', 'downloadJson']) $(id).disabled = false;
@@ -459,7 +462,9 @@ function figuresOf(ocr, page, index, count) {
 function figureSrc(fig) {
   for (const key of ['data_url', 'url', 'jpeg', 'image', 'data', 'b64_json', 'base64']) {
     const v = fig[key];
-    if (typeof v === 'string' && v) return v.startsWith('data:') ? v : 'data:image/jpeg;base64,' + v;
+    if (typeof v === 'string' && v) {
+      return v.startsWith('data:') ? v : 'data:' + (fig.mime || 'image/jpeg') + ';base64,' + v;
+    }
   }
   return null;
 }
@@ -471,7 +476,9 @@ function showPage(index) {
   state.selected = null;
   const page = state.pages[index];
   const count = state.pages.length;
-  $('pageLabel').textContent = 'Page ' + (index + 1) + ' of ' + count;
+  // with a page selection, the PDF's own page number differs from the position among the answered pages
+  const own = page.number && page.number !== index + 1 ? ' (PDF page ' + page.number + ')' : '';
+  $('pageLabel').textContent = 'Page ' + (index + 1) + ' of ' + count + own;
   $('prev').disabled = index === 0;
   $('next').disabled = index >= count - 1;
   $('pageFlag').textContent = page.flag || '';
@@ -561,7 +568,10 @@ function showFigures() {
     if (!src) return;
     const name = fig.name || fig.filename || p + '_' + i + '.jpg';
     const figure = el('figure');
-    figure.append(el('img', {src, alt: 'Figure ' + name}), el('figcaption', {}, name));
+    // the name the Markdown links to (images/NAME): saving it under that name keeps the links working
+    const link = el('a', {href: src, download: name, title: 'Download ' + name});
+    link.append(el('img', {src, alt: 'Figure ' + name}));
+    figure.append(link, el('figcaption', {}, name));
     box.append(figure);
     count += 1;
   }));
