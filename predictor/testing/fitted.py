@@ -14,18 +14,26 @@ exactly, for any image and any of those prompts. The saved directory is a normal
 
     python -m predictor.testing.fitted --target grounding --family v2 OUT_DIR
 
-Targets (``TARGETS``):
+Targets (``TARGETS``; any other string is fitted as raw text ending with EOS):
 
-- ``grounding``: one markdown grounding page in DeepSeek's format (title, text with inline math, image + caption,
-  table, equation), ending with EOS.
-- ``loop``: a header, then one line repeated: trained on ~300 tokens of repetition without EOS; greedy decoding
-  keeps repeating it past the trained length until the token cap (``finish_reason == "length"``) when the n-gram
-  guard is off (``ngram_size=0``). REPETITION_GUARD_NOTE below says what the default guard does to it.
-- ``normal``: a dense, non-repeating table page ending with EOS (no n-gram of the default guards ever repeats in
-  it, so the guard never touches it): a long page that must not be mistaken for a loop.
+- ``grounding``: one markdown grounding page in DeepSeek's format (title, text with inline math, image and its
+  caption just below it, table, equation), 306 tokens + EOS.
+- ``loop``: a header, then one line repeated (13 distinct tokens, so each token alone says what comes next),
+  282 tokens without EOS. With the n-gram guard off (``ngram_size=0``) greedy decoding repeats the line exactly
+  far past the trained length (measured: 1000 tokens, 76 lines, ``finish_reason == "length"``).
+  What the repetition guard does to it: it bans the loop's next token as soon as a 30-gram would repeat (default
+  30/90: generated token index 50, the period starting at the header's last newline: 8 + 13 + 29; PDF 20/50:
+  index 40), greedy decoding takes another token
+  there, and the model falls straight back into the line. The guard nicks the loop but does not end it: the
+  output is still near-identical lines up to the token cap (``length``), e.g. every third line becomes
+  ``- Minutes`` or ``- The quick brown`` (measured, 400 tokens, both settings).
+- ``normal``: a dense table page (12 distinct rows) ending with EOS, 281 tokens: no n-gram of either guard
+  setting ever repeats in it, so the guard never touches it: a long page that must not be called a loop.
 
-Fit time (measured, 2 shared CPU cores, single-threaded torch): see FIT_SECONDS_NOTE.
-Deterministic: fixed seeds, single-threaded CPU kernels; the same target gives the same weights.
+Fit time, measured on the shared 2-core machine (torch single-threaded; CPU seconds / wall seconds at a load
+average of ~11): grounding 105 steps, 12 s / 46 s; loop 80 steps, 10 s / 40 s; normal 211 steps, 23 s / 158 s.
+Each fit writes its steps, smallest margin and times to ``fitted.json``. Deterministic: fixed seeds and one
+thread give the same weights for the same target (same fingerprint, steps and margin across runs).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -53,18 +62,20 @@ TRAIN_CROPS = (0, 6)
 CHECK_CROPS = (0, 1, 2, 3, 4, 5, 6)
 MARGIN = 3.0
 MAX_STEPS = 1500
-LEARNING_RATE = 5e-3
+# Measured on the grounding target: width 96 at 2e-3 fits in half the steps of the plain tiny width 64 at 5e-3;
+# 96 at 5e-3 was unstable.
+TEXT_WIDTH = 96
+LEARNING_RATE = 2e-3
 SEED = 0
 MARKER = "fitted.json"
 FIT_VERSION = 1
 
-FIT_SECONDS_NOTE = "to be measured"
-REPETITION_GUARD_NOTE = "to be measured"
+log = logging.getLogger(__name__)
 
 
 def _normal_page() -> str:
     items = ["Apples", "Bread", "Cheese", "Dates", "Eggs", "Flour", "Grapes", "Honey", "Ink", "Jam", "Kale",
-             "Lemons", "Milk", "Nuts", "Oats", "Pears"]
+             "Lemons"]
     rows = "".join(f"<tr><td>{name}</td><td>{i + 2}</td><td>{(i * 37) % 90 + 10}.{i % 10}0</td></tr>"
                    for i, name in enumerate(items))
     return ("<|ref|>table<|/ref|><|det|>[[80, 90, 920, 910]]<|/det|>\n"
@@ -82,7 +93,7 @@ TARGETS: dict[str, str] = {
         "<table><tr><td>a</td><td>b</td></tr><tr><td>1</td><td>2</td></tr></table>  \n\n"
         "<|ref|>equation<|/ref|><|det|>[[300, 800, 700, 860]]<|/det|>\n\\[ x^2 + y^2 = 1 \\]"
     ),
-    "loop": "# Minutes\n\n" + "- The board approved the budget.\n" * 12,
+    "loop": "# Minutes\n\n" + "- The quick brown fox jumps over the lazy dog.\n" * 21,
     "normal": _normal_page(),
 }
 # Targets that end without EOS: the model is taught to go on.
@@ -95,7 +106,8 @@ def target_text(target: str) -> str:
 
 
 def _fingerprint(text: str, family: str, open_ended: bool) -> str:
-    payload = json.dumps([FIT_VERSION, family, text, open_ended, FIT_PROMPTS, MARGIN, SEED])
+    payload = json.dumps([FIT_VERSION, family, text, open_ended, FIT_PROMPTS, MARGIN, SEED, TEXT_WIDTH, LEARNING_RATE,
+                          TRAIN_CROPS, CHECK_CROPS])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -125,6 +137,7 @@ def build_fitted(out_dir: str, target: str = "grounding", family: str = "v2") ->
     # Written last: a directory without it (a fit that died half way) is fitted again.
     with open(os.path.join(out_dir, MARKER), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
+    log.info("fitted %s (%s) in %s: %s", target if target in TARGETS else "raw text", family, out_dir, report)
     return out_dir
 
 
@@ -183,7 +196,7 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the training set holds the very samples that were checked
 class _Sample:
     input_ids: Any  # 1-D LongTensor: BOS, placeholders, prompt, target
     prompt_len: int  # tokens before the first target token
@@ -325,7 +338,7 @@ def _fit_v2(out_dir: str, text: str, open_ended: bool) -> dict[str, Any]:
     from predictor.testing.tiny import save_v2, v2_config
     from predictor.testing.tokenizer import build_tokenizer
 
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     torch.manual_seed(SEED)
     rng = random.Random(SEED)
     tokenizer = build_tokenizer()
@@ -333,15 +346,16 @@ def _fit_v2(out_dir: str, text: str, open_ended: bool) -> dict[str, Any]:
     target_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if not open_ended:
         target_ids.append(tokenizer.eos_token_id)
-    # Wider than the plain tiny model: it memorises a few hundred tokens in far fewer steps (measured ~3x).
-    config = v2_config(tokenizer, hidden_size=96, intermediate_size=192, moe_intermediate_size=48)
+    config = v2_config(tokenizer, hidden_size=TEXT_WIDTH, intermediate_size=2 * TEXT_WIDTH,
+                       moe_intermediate_size=TEXT_WIDTH // 2)
     model, params = _prepare_model(config)
     check = _samples(processor, target_ids, CHECK_CROPS, rng)
     train = [s for s in check if int(s.name.split()[0]) in TRAIN_CROPS]
     report = _train(model, params, train, check, torch.tensor(target_ids), rng)
     model.eval()
     save_v2(model, tokenizer, out_dir)
-    report.update({"target_tokens": len(target_ids), "fit_seconds": round(time.monotonic() - started, 1)})
+    report.update({"target_tokens": len(target_ids), "fit_seconds": round(time.monotonic() - started, 1),
+                   "fit_cpu_seconds": round(time.process_time() - cpu_started, 1)})
     return report
 
 
@@ -351,6 +365,7 @@ def main() -> None:
     parser.add_argument("--family", choices=("v2",), default="v2")
     parser.add_argument("out_dir")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(build_fitted(args.out_dir, args.target, args.family))
 
 
