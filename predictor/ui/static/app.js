@@ -448,7 +448,9 @@ function complete(meta, finishReason, ocr) {
 function loopFlag(page) {
   const r = page.repetition;
   if (!r || !r.suspected) return null;
-  return 'This page looks like it loops' + (r.reason ? ' (' + r.reason + ')' : '') +
+  const span = typeof r.span === 'string' && r.span ? '; it repeats "' + r.span.slice(0, 80) +
+    (r.span.length > 80 ? '…' : '') + '"' : '';
+  return 'This page looks like it loops' + (r.reason ? ' (' + r.reason + ')' : '') + span +
     (page.attempts ? '; attempts: ' + JSON.stringify(page.attempts) : '') + '.';
 }
 
