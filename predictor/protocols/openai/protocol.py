@@ -190,9 +190,8 @@ def completion(req: ChatRequest, model: str, output: OcrOutput) -> dict[str, Any
 
 
 def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: bool = False,
-          finish: str | None = None, usage: OcrOutput | None = None, ocr: dict[str, Any] | None = None) -> str:
-    """One SSE frame. ``ocr``: the structured results, on the chunk that carries the finish reason, so a
-    streaming client gets the blocks without asking again."""
+          finish: str | None = None, usage: OcrOutput | None = None, ocr: OcrOutput | None = None) -> str:
+    """One server-sent event; ``ocr`` adds the ``ocr`` object (the finish chunk carries it, as the full answer)."""
     if usage is not None:
         choices: list[ChunkChoice] = []
     else:
@@ -202,6 +201,4 @@ def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: boo
                               choices=choices, usage=_usage(usage) if usage is not None else None)
     if ocr is None:
         return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"
-    body = obj.model_dump(mode="json", exclude_none=True)
-    body["ocr"] = ocr
-    return f"data: {json.dumps(body)}\n\n"
+    return f"data: {json.dumps({**obj.model_dump(mode='json', exclude_none=True), 'ocr': ocr_extra(ocr)})}\n\n"

@@ -113,7 +113,7 @@ class OpenAIRoutes:
                 if isinstance(item, str):
                     yield proto.chunk(chat, chat.model, content=item)
                 else:
-                    yield proto.chunk(chat, chat.model, finish=item.finish_reason, ocr=proto.ocr_extra(item))
+                    yield proto.chunk(chat, chat.model, finish=item.finish_reason, ocr=item)
                     if chat.include_usage:
                         yield proto.chunk(chat, chat.model, usage=item)
         except PredictorError as exc:
