@@ -119,6 +119,13 @@ def test_a_dropped_connection_says_it_may_be_retried(driver, server, shots):
     assert page.run(driver) == "done"  # and it can be
 
 
+def test_enter_in_an_option_runs_the_ocr_without_leaving_the_page(driver, server):
+    driver.execute_script("window.stillHere = true; document.body.dataset.state = 'pressed'")
+    driver.find_element(By.ID, "maxTokens").send_keys("\n")
+    assert page.wait_state(driver, "done", "error") == "done", page.text_of(driver, "status")
+    assert driver.execute_script("return window.stillHere") is True
+
+
 def test_a_three_page_pdf_pages_through(driver, server, files, shots):
     page.open_page(driver, server.url)
     page.pick(driver, files["three.pdf"])

@@ -152,6 +152,10 @@ function optionField(spec) {
   }
   input.dataset.option = spec.name;
   input.dataset.kind = spec.kind;
+  if (PDF_ONLY.has(spec.name)) {
+    field.classList.add('pdf-only');
+    field.hidden = true;  // shown once a PDF is chosen
+  }
   return field;
 }
 
@@ -226,6 +230,7 @@ async function pick(file) {
   if (state.fileUrl) URL.revokeObjectURL(state.fileUrl);
   Object.assign(state, {file, fileUrl: renderable ? url : null, isPdf: pdf, needsRender: !renderable});
   $('fileInfo').textContent = file.name + ' · ' + fmtBytes(file.size) + (pdf ? ' · PDF' : '');
+  for (const field of document.querySelectorAll('.pdf-only')) field.hidden = !pdf;
   $('run').disabled = state.busy;
   if (!state.busy && !state.result && state.fileUrl) showImageOnly(state.fileUrl);
   setStatus('Ready: press OCR.');
@@ -634,6 +639,14 @@ function wire() {
   });
   $('file').addEventListener('change', () => { if ($('file').files.length) pick($('file').files[0]); });
   $('run').addEventListener('click', run);
+  // Enter in a text or number option runs the OCR; the form itself never submits (that would reload the page)
+  $('options').addEventListener('submit', (e) => e.preventDefault());
+  $('options').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && e.target.tagName === 'INPUT' && e.target.type !== 'checkbox') {
+      e.preventDefault();
+      run();
+    }
+  });
   $('stop').addEventListener('click', () => state.controller && state.controller.abort());
   $('prev').addEventListener('click', () => showPage(Math.max(0, state.page - 1)));
   $('next').addEventListener('click', () => showPage(Math.min(state.pages.length - 1, state.page + 1)));
