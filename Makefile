@@ -6,7 +6,7 @@ DEMO_DIR ?= .cache/tiny-deepseek-ocr2
 MODEL_ID ?= deepseek-ai/DeepSeek-OCR
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install run demo demo-serve test test-unit test-api test-e2e test-browser test-ray ray-run chart-test clone-test image-test lint bench soak clean
+.PHONY: help install run demo demo-serve test test-fast test-unit test-api test-e2e test-browser test-ray ray-run chart-test clone-test image-test lint bench soak clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ demo-serve:
 
 test: install lint test-unit test-api test-e2e test-browser chart-test clone-test test-ray ## everything CI runs
 
+test-fast: lint ## lint + unit + api tiers without the tests marked slow (a few minutes; no install, no servers)
+	$(PYTHON) -m pytest -q -m "not slow" tests/unit tests/api
+
 test-unit:
 	$(PYTHON) -m pytest -q tests/unit
 
@@ -49,7 +52,7 @@ ray-run: install ## serve the tiny offline demo on Ray Serve (python -m predicto
 	HF_HUB_OFFLINE=1 $(PYTHON) -m predictor.ray_serve --model_dir $(DEMO_DIR) --device cpu --http_port $(PORT) --grpc_port $(GRPC_PORT)
 
 chart-test: ## Helm chart lint, render, schema and API-server checks (installs helm etc. if missing)
-	bash scripts/chart-test.sh
+	PREDICTOR_PYTHON="$${PREDICTOR_PYTHON:-$$(command -v $(PYTHON))}" bash scripts/chart-test.sh
 
 clone-test: ## git clone HEAD into an empty temp folder; run the unit and chart render/schema tiers there
 	PYTHON=$(PYTHON) bash scripts/clone-test.sh

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from predictor.engine.ngram import MAX_NGRAM_SIZE
+from predictor.constants import DEVICES, IMAGE_NGRAM, MAX_NGRAM_SIZE
 from predictor.errors import ConfigError
 
 ENV_PREFIX = "PREDICTOR_"
@@ -66,8 +66,8 @@ class Settings:
     remote_image_hosts: list[str] = field(default_factory=list)
     remote_image_max_bytes: int = 16 * 1024 * 1024
     remote_image_timeout: float = 10.0
-    ngram_size: int = 30
-    ngram_window: int = 90
+    ngram_size: int = IMAGE_NGRAM[0]
+    ngram_window: int = IMAGE_NGRAM[1]
     default_mode: str | None = None
     api_key: list[str] = field(default_factory=list, repr=False)
     api_key_file: str | None = None
@@ -91,10 +91,22 @@ class Settings:
 
 
 # Flags kserve's own parser defines (and owns) when ours is built on top of it.
+# The serving processes' environment, set by both entry points (``python -m predictor``, and Ray Serve's replicas)
+# before torch or tokenizers load: no torch.compile / Inductor / Triton on the serving path (docs/ARCHITECTURE.md);
+# no tokenizers thread pool next to the engine's threads.
+SERVING_ENV = {"TORCH_COMPILE_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def set_serving_environment() -> None:
+    """Set ``SERVING_ENV`` where the environment does not say otherwise; call it before torch is imported."""
+    for key, value in SERVING_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 KSERVE_FLAGS = ("http_port", "grpc_port", "enable_grpc", "workers")
 
 _CHOICES = {
-    "device": ("auto", "cpu", "cuda"),
+    "device": DEVICES,
     "dtype": ("auto", "bfloat16", "float16", "float32"),
     "attn_implementation": ("auto", "sdpa", "eager"),
     "experts_implementation": ("auto", "grouped_mm", "batched_mm", "eager"),

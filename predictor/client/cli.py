@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from predictor.client.protocol import PROTOCOLS
+from predictor.constants import DEVICES, TASKS_WITHOUT_REF
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_URL = "http://localhost:8080"
-TASKS = ("ocr", "markdown", "grounding", "figure", "describe")  # the server's tasks that need no `ref`
 
 
 def _positive(value: str) -> int:
@@ -40,15 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image or PDF files, folders (recursed), globs")
     _option(parser, "url", help=f"server root or OpenAI base URL (default $DEEPSEEK_OCR_URL or {DEFAULT_URL})")
     _option(parser, "model_dir", help="run the model in this process from a local checkpoint (no --url)")
-    _option(parser, "device", default="auto", choices=("auto", "cpu", "cuda"), help="with --model_dir")
+    _option(parser, "device", default="auto", choices=DEVICES, help="with --model_dir")
     _option(parser, "model", default="deepseek-ocr", help="served model name (default %(default)s)")
     _option(parser, "api-key", help="sent as 'Authorization: Bearer' (default $DEEPSEEK_OCR_API_KEY, "
             "then $OPENAI_API_KEY)")
     parser.add_argument("-o", "--output", "--outdir", dest="output", default="ocr-output",
                         help="output folder (default %(default)s)")
     _option(parser, "concurrency", type=_positive, default=8, help="pages in flight at once (default %(default)s)")
-    _option(parser, "protocol", choices=("openai", "v1"), default="openai", help="API to call (default %(default)s)")
-    _option(parser, "task", choices=TASKS, help="DeepSeek prompt (server default: ocr)")
+    _option(parser, "protocol", choices=PROTOCOLS, default="openai", help="API to call (default %(default)s)")
+    _option(parser, "task", choices=TASKS_WITHOUT_REF, help="DeepSeek prompt (server default: ocr)")
     _option(parser, "mode", help="resolution mode, e.g. gundam/base/tiny (v1), dynamic/global (v2)")
     _option(parser, "max-tokens", type=_positive, help="generated tokens per page (server default otherwise)")
     _option(parser, "render", action="store_true", help="also write OUTDIR/....page-N.png with the boxes drawn")

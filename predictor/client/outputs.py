@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from predictor.client.protocol import PAGE_SEPARATOR, PageResult
+from predictor.client.protocol import PageResult
+from predictor.constants import PAGE_SEPARATOR
 
 
 def write_atomic(path: Path, data: bytes) -> None:

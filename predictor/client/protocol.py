@@ -12,10 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from predictor.client.pages import PageImage
+from predictor.constants import PDF_NGRAM
 
 PROTOCOLS = ("openai", "v1")
-PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's separator between pages, as the server joins them
-PDF_NGRAM = {"ngram_size": 20, "ngram_window": 50}  # DeepSeek's PDF repetition guard; the server uses it for PDFs
 
 
 class ProtocolError(Exception):
@@ -64,7 +63,7 @@ def endpoint(url: str, protocol: str, model: str) -> Endpoint:
 def options(task: str | None, mode: str | None, max_tokens: int | None, pdf: bool) -> dict[str, Any]:
     chosen: dict[str, Any] = {"task": task, "mode": mode, "max_tokens": max_tokens}
     if pdf:
-        chosen.update(PDF_NGRAM)
+        chosen.update(ngram_size=PDF_NGRAM[0], ngram_window=PDF_NGRAM[1])  # as the server does for PDFs
     return {k: v for k, v in chosen.items() if v is not None}
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from predictor.client.discovery import InputFile
 from predictor.client.progress import Progress
 from predictor.client.render import draw_boxes
 from predictor.client.transport import RequestFailed, Transport
+from predictor.ocr.aio import gather_or_cancel
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ class Runner:
             for item, count in queue:  # shared by all workers: each file is taken once
                 await self._file(item, count)
 
-        await asyncio.gather(*(worker() for _ in range(min(self.options.concurrency, len(counted)) or 1)))
+        await gather_or_cancel(*(worker() for _ in range(min(self.options.concurrency, len(counted)) or 1)))
 
     async def _check_server(self) -> None:
         """Before sending pages, wait until the model is ready (503 while it loads is retried like any 503) and
@@ -102,7 +102,8 @@ class Runner:
         paths = outputs.output_paths(self.options.outdir, item.stem)
         try:
             await asyncio.to_thread(outputs.forget, paths)
-            results = await _all_or_nothing([self._page(item, index, paths, done) for index in range(count)])
+            # all or nothing: a document with a failed page is not written
+            results = await gather_or_cancel(*(self._page(item, index, paths, done) for index in range(count)))
             doc = outputs.document(name, item.kind, results, {"model": self.options.endpoint.model,
                                                               "protocol": self.options.endpoint.protocol})
             await asyncio.to_thread(outputs.write_outputs, paths, doc, results)
@@ -148,18 +149,3 @@ def _write_picture(path: Path, image: pages.PageImage, blocks: list[dict[str, An
 
 def _encode(ep: protocol.Endpoint, image: pages.PageImage, opts: dict[str, Any]) -> bytes:
     return json.dumps(protocol.request_body(ep, image, opts)).encode("utf-8")
-
-
-async def _all_or_nothing(awaitables: list[Awaitable[T]]) -> list[T]:
-    """Results in order; the first failure cancels the rest (a document with a failed page is not written)."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-        return [task.result() for task in tasks]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -12,15 +12,16 @@ import functools
 import io
 import math
 import re
-import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from predictor.constants import PDF_DPI, PDFIUM_LOCK
 from predictor.errors import InvalidRequest, PayloadTooLarge
+from predictor.ocr.types import Page
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.IGNORECASE)
 _ACCEPTED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
@@ -98,9 +99,7 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
 
 # ---- PDF -------------------------------------------------------------------------------------------------------
 
-PDF_DPI = 144  # the resolution DeepSeek's own PDF script renders pages at
-# pdfium is not thread-safe (pypdfium2 docs): decoding runs in worker threads, so every call is serialised.
-_PDFIUM_LOCK = threading.Lock()
+# PDF_DPI: DeepSeek's PDF script's resolution; PDFIUM_LOCK: pdfium is not thread-safe, one lock per process.
 
 
 def is_pdf(data: bytes) -> bool:
@@ -138,7 +137,7 @@ def plan_pdf(data: bytes, field: str, max_pages: int, max_page_pixels: int) -> P
     (a 200x200-inch page is only a few hundred bytes of PDF but 800 MB of pixels at 144 DPI)."""
     import pypdfium2 as pdfium
 
-    with _PDFIUM_LOCK, _open_pdf(data, field) as pdf:
+    with PDFIUM_LOCK, _open_pdf(data, field) as pdf:
         count = len(pdf)
         if count == 0:
             raise InvalidRequest(f"{field} is a PDF without pages", param=field)
@@ -174,19 +173,15 @@ def _open_pdf(data: bytes, field: str) -> Iterator[Any]:
 
 
 def render_planned(data: bytes, plan: PdfPlan) -> list[Image.Image]:
-    with _PDFIUM_LOCK, _open_pdf(data, plan.field) as pdf:
+    with PDFIUM_LOCK, _open_pdf(data, plan.field) as pdf:
         return [_render_page(pdf, i, plan.field, scale) for i, scale in enumerate(plan.scales)]
-
-
-# A page to OCR: an image, or a function that renders it (a PDF page, rendered when its turn comes).
-Page = Image.Image | Callable[[], Image.Image]
 
 
 def lazy_pages(data: bytes, plan: PdfPlan) -> list[Page]:
     """One renderer per page: a PDF's pages then exist as pixels only while they are being OCR'd."""
 
     def render(index: int) -> Image.Image:
-        with _PDFIUM_LOCK, _open_pdf(data, plan.field) as pdf:
+        with PDFIUM_LOCK, _open_pdf(data, plan.field) as pdf:
             return _render_page(pdf, index, plan.field, plan.scales[index])
 
     return [functools.partial(render, i) for i in range(plan.pages)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from predictor.engine.ngram import MAX_NGRAM_SIZE, MAX_NGRAM_WINDOW
+from predictor.constants import MAX_NGRAM_SIZE, MAX_NGRAM_WINDOW
 from predictor.errors import InvalidRequest
 from predictor.ocr.tasks import check_text
 

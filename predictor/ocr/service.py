@@ -13,45 +13,20 @@ import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
 from predictor.config import Settings
+from predictor.constants import PAGE_SEPARATOR
 from predictor.engine.engine import Engine
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.families.base import ModelFamily, PreparedPrompt
 from predictor.ocr import grounding
-from predictor.ocr.aio import gather_or_cancel
-from predictor.ocr.documents import Page
+from predictor.ocr.aio import cancel_all, gather_or_cancel
 from predictor.ocr.options import OcrOptions
-from predictor.ocr.resolve import Document, ResolvedOptions, Resolver
-
-PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's own separator between pages
-
-
-@dataclass
-class OcrOutput:
-    text: str  # clean text (grounding tags removed) unless raw was asked for
-    raw_text: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    image_tokens: int
-    blocks: list[dict[str, Any]] = field(default_factory=list)  # a multi-page output's carry their "page"
-    rendered_png: str | None = None  # base64 PNG with the boxes drawn, when render was asked for
-    ttft_s: float | None = None  # from the start of preprocessing to the first sampled token
-    pages: list[OcrOutput] = field(default_factory=list)  # per page, for a multi-page output
-
-    @property
-    def usage(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens, "image_tokens": self.image_tokens}
-
-    @property
-    def page_outputs(self) -> list[OcrOutput]:
-        return self.pages or [self]
+from predictor.ocr.resolve import Resolver
+from predictor.ocr.types import Document, OcrOutput, Page, ResolvedOptions
 
 
 class OcrService:
@@ -166,10 +141,8 @@ class OcrService:
                     yield item
             yield merge_pages(outputs)
         finally:
-            for task in tasks:
-                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await cancel_all(tasks)
 
     async def _pump(self, page: Page, options: ResolvedOptions, request_id: str,
                     queue: asyncio.Queue[Any]) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from predictor.constants import DEFAULT_TASK, PAGE_SEPARATOR, PDF_DPI, TASKS
 from predictor.ocr.options import OPTION_NAMES, OcrOptions
-from predictor.ocr.tasks import DEFAULT_TASK, TASKS
 from predictor.server.auth import KeyChecker
 
 PREFIX = "/ui"
@@ -48,6 +48,8 @@ def page_config(model: Any, key_required: bool) -> dict[str, Any]:
     runtime = model.runtime
     family = runtime.family if runtime is not None else None
     defaults = {**_defaults(), "task": DEFAULT_TASK, "max_tokens": settings.default_max_tokens}
+    if "dpi" in OPTION_NAMES and defaults.get("dpi") is None:
+        defaults["dpi"] = PDF_DPI  # what the server renders at when a request does not say
     if family is not None:
         defaults["mode"] = settings.default_mode or family.default_mode
         defaults["max_crops"] = family.default_max_crops
@@ -63,6 +65,7 @@ def page_config(model: Any, key_required: bool) -> dict[str, Any]:
         "defaults": defaults,
         "limits": {name: getattr(settings, name) for name in LIMITS},
         "chat_path": "v1/chat/completions",
+        "page_separator": PAGE_SEPARATOR,
     }
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 
 import httpx
@@ -12,10 +11,9 @@ import pytest
 
 from predictor.app import build_app
 from predictor.config import Settings
-from tests.conftest import png_bytes
+from predictor.constants import PAGE_SEPARATOR
+from tests.builders import CHAT, chat_body
 
-MODEL = "deepseek-ocr"
-B64 = base64.b64encode(png_bytes()).decode()
 PAGE_FILES = ("/ui", "/ui/app.js", "/ui/app.css")
 
 
@@ -69,6 +67,7 @@ def test_config_reports_the_server_limits_and_options(app_model):
     assert config["defaults"]["max_tokens"] == settings.default_max_tokens == 16
     assert {"task", "mode", "max_tokens", "render"} <= set(config["options"])
     assert "ocr" in config["tasks"] and config["defaults"]["task"] == "ocr"
+    assert config["page_separator"] == PAGE_SEPARATOR
 
 
 def test_ui_false_gives_404_and_changes_nothing_else(tiny_v2_dir):
@@ -100,14 +99,13 @@ def test_with_api_keys_the_page_is_open_and_the_apis_are_not(tiny_v2_dir):
 
 def test_last_streamed_chunk_carries_the_ocr_object_of_the_plain_answer(app_model):
     app, _ = app_model
-    body = {"model": MODEL, "max_tokens": 8, "min_tokens": 8, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + B64}}]}]}
+    body = chat_body(max_tokens=8, min_tokens=8)
 
     async def run():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app",
                                      timeout=120) as client:
-            plain = await client.post("/v1/chat/completions", json=body)
-            streamed = await client.post("/v1/chat/completions", json={**body, "stream": True})
+            plain = await client.post(CHAT, json=body)
+            streamed = await client.post(CHAT, json={**body, "stream": True})
             return plain, streamed
 
     plain, streamed = asyncio.run(run())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 from pathlib import Path
 from typing import Any
@@ -57,10 +56,6 @@ def shot(driver: Any, folder: Path, name: str) -> Path:
     path = folder / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
-
-
-def data_url(raw: bytes, media: str) -> str:
-    return f"data:{media};base64," + base64.b64encode(raw).decode()
 
 
 def noise_png(side: int) -> bytes:

@@ -13,6 +13,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser import page
+from tests.builders import CHAT, chat_body, data_url, image_part
 from tests.conftest import blank_pdf, png_bytes
 from tests.e2e.server import Server, served
 
@@ -61,9 +62,8 @@ def test_png_streams_to_the_servers_non_streamed_answer(driver, server, files, s
     shown = page.text_of(driver, "text")
     deltas = driver.execute_script("return state.deltas")
     options = driver.execute_script("return state.lastOptions")
-    body = {"model": "deepseek-ocr", "ocr": options, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": page.data_url(files["page.png"].read_bytes(), "image/png")}}]}]}
-    plain = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=120)
+    body = chat_body(image_part(data_url(files["page.png"].read_bytes())), ocr=options)
+    plain = httpx.post(server.url + CHAT, json=body, timeout=120)
     assert plain.status_code == 200, plain.text
     assert deltas > 1  # it arrived in pieces
     assert shown == plain.json()["choices"][0]["message"]["content"]

@@ -11,6 +11,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.browser import page
+from tests.builders import CHAT, chat_body, data_url, image_part
 from tests.e2e.server import Server, served
 
 
@@ -30,10 +31,8 @@ def document(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _answer(server: Server, driver, document: Path) -> dict:
     """The server's non-streamed answer to the request the page just sent."""
-    body = {"model": "deepseek-ocr", "ocr": driver.execute_script("return state.lastOptions"),
-            "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": page.data_url(document.read_bytes(), "image/png")}}]}]}
-    response = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=300)
+    body = chat_body(image_part(data_url(document.read_bytes())), ocr=driver.execute_script("return state.lastOptions"))
+    response = httpx.post(server.url + CHAT, json=body, timeout=300)
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -99,6 +99,7 @@ def test_interrupt_then_resume_leaves_every_output_complete(server, tmp_path):
         check_complete(out, path.stem)
 
 
+@pytest.mark.slow
 def test_in_process_model_dir_writes_what_the_server_writes(server, tiny_v2_dir, tmp_path):
     make_mixed_folder(tmp_path / "in")
     (tmp_path / "in/broken.png").unlink()

@@ -65,6 +65,7 @@ def test_async_openai_client(server):
     assert len({r.choices[0].message.content for r in results}) == 1  # greedy: same input, same output
 
 
+@pytest.mark.slow
 def test_original_deployment_examples(server):
     """The three request examples of the original deployment's README work unchanged."""
     payload = {"model": "deepseek-ocr", "messages": [{"role": "user", "content": [

@@ -53,11 +53,11 @@ def test_model_id_and_model_dir_together(tiny_v2_dir):
 
 
 def test_prefill_workers_auto_and_explicit(monkeypatch):
-    from predictor.ocr.hardware import resolve
+    from predictor.ocr.hardware import choose_hardware
 
-    assert resolve(_settings(["--device", "cpu"])).prefill_workers == 2
-    assert resolve(_settings(["--device", "cpu", "--prefill_workers", "3"])).prefill_workers == 3
-    assert "prefill_workers=2" in resolve(_settings(["--device", "cpu"])).description
+    assert choose_hardware(_settings(["--device", "cpu"])).prefill_workers == 2
+    assert choose_hardware(_settings(["--device", "cpu", "--prefill_workers", "3"])).prefill_workers == 3
+    assert "prefill_workers=2" in choose_hardware(_settings(["--device", "cpu"])).description
     with pytest.raises(ConfigError, match="--prefill_workers"):
         _settings(["--prefill_workers", "-1"])
 

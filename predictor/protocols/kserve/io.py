@@ -22,8 +22,8 @@ from kserve.utils.utils import generate_uuid
 from predictor.errors import InvalidRequest, PayloadTooLarge
 from predictor.ocr.documents import decode_base64
 from predictor.ocr.options import OcrOptions, parse_options
-from predictor.ocr.resolve import Document, Resolver, prefixed
-from predictor.ocr.service import OcrOutput
+from predictor.ocr.resolve import Resolver, prefixed
+from predictor.ocr.types import Document, OcrOutput
 
 # v2 parameters that belong to the protocol, not to us.
 _V2_PROTOCOL_PARAMS = frozenset({"binary_data_output", "headers", "content_type"})

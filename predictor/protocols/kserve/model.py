@@ -104,17 +104,20 @@ class OcrModel(kserve.Model):
     async def healthy(self) -> bool:
         """Readiness: loaded, not draining or unloading, and the engine has not hit an unrecoverable device error
         or stalled."""
-        runtime = self.runtime  # an unload may clear it from another thread
-        if runtime is None or self.draining or self.unloading:
+        if self.runtime is None or self.draining or self.unloading:
             return False
-        return runtime.engine.health().ok
+        return self.alive()[0]
 
     def alive(self) -> tuple[bool, str]:
-        """Liveness: False (with the reason) once the engine cannot recover, so Kubernetes restarts the pod.
-        A model still loading is alive."""
-        if self.runtime is None:
+        """The one liveness answer (``/v2/health/live``, gRPC ``ServerLive``, Ray's ``check_health``): False, with
+        the reason, once the engine cannot recover (its worker thread ended, a sticky device error, a stall), so
+        the pod or replica is restarted. A model still loading, or unloaded on purpose, is alive."""
+        runtime = self.runtime  # an unload may clear it from another thread
+        if runtime is None:
             return True, ""
-        health = self.runtime.engine.health()
+        if not runtime.engine.worker.thread.is_alive():
+            return False, "the engine worker thread is not running"
+        health = runtime.engine.health()
         return health.ok, health.reason
 
     def require_runtime(self) -> Runtime:

@@ -21,7 +21,7 @@ from openai.types.completion_usage import CompletionUsage
 
 from predictor.errors import InvalidRequest
 from predictor.ocr.options import ALIASES, OPTION_NAMES, OcrOptions, merge, parse_options
-from predictor.ocr.service import OcrOutput
+from predictor.ocr.types import OcrOutput
 
 _REFUSED = {  # parameters we cannot honour: refuse rather than silently ignore
     "tools": "tools are not supported by this OCR model",

@@ -3,7 +3,7 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-const PAGE_SPLIT = '\n\n<--- Page Split --->\n\n';
+const PAGE_SPLIT = '\n\n<--- Page Split --->\n\n';  // the server's own, from config.json, wins
 const KEY_STORE = 'deepseek-ocr-api-key';
 const LOW_CONFIDENCE = 0.8;
 // Options this page knows how to offer, shown only when the server lists them in /ui/config.json.
@@ -51,6 +51,8 @@ function setStatus(text, kind) {
 }
 
 function setState(name) { document.body.dataset.state = name; }
+
+function pageSplit() { return (state.config && state.config.page_separator) || PAGE_SPLIT; }
 
 function apiKey() { return sessionStorage.getItem(KEY_STORE) || ''; }
 
@@ -426,7 +428,7 @@ function appendText(delta) {
   const following = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;  // the reader is at the end
   pre.append(document.createTextNode(delta));
   if (following) pre.scrollTop = pre.scrollHeight;
-  const streamed = state.text.split(PAGE_SPLIT).length;
+  const streamed = state.text.split(pageSplit()).length;
   if (state.shown && state.shown.isPdf) $('pageLabel').textContent = 'Streaming page ' + streamed + '…';
 }
 
@@ -434,7 +436,7 @@ function complete(meta, finishReason, ocr) {
   state.result = {id: meta.id, object: 'chat.completion', created: meta.created, model: meta.model,
     choices: [{index: 0, message: {role: 'assistant', content: state.text}, finish_reason: finishReason}],
     usage: meta.usage, ocr};
-  const texts = state.text.split(PAGE_SPLIT);
+  const texts = state.text.split(pageSplit());
   const pages = ocr && Array.isArray(ocr.pages) && ocr.pages.length ? ocr.pages : [{blocks: []}];
   state.pages = pages.map((p, i) => ({
     text: typeof p.text === 'string' ? p.text : (texts.length === pages.length ? texts[i] : (i ? '' : state.text)),
