@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from predictor.config import Settings
-from predictor.errors import NotReady
+from predictor.errors import NotReady, RouteNotSupported
 from predictor.protocols.kserve.model import OcrModel
 from predictor.protocols.kserve.plane import KServePlane, build_plane
 from predictor.protocols.openai import routes as openai_routes
@@ -54,10 +54,11 @@ def _add_liveness(app: FastAPI, model: OcrModel) -> None:
     from fastapi.responses import JSONResponse
 
     async def live() -> JSONResponse:
+        # both shapes: KServe v1 clients read "status", v2 clients (InferenceRESTClient) read "live"
         ok, reason = model.alive()
         if ok:
-            return JSONResponse({"status": "alive"})
-        return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
+            return JSONResponse({"status": "alive", "live": True})
+        return JSONResponse({"status": "unhealthy", "live": False, "reason": reason}, status_code=503)
 
     for path in ("/v2/health/live", "/"):
         app.add_api_route(path, live, methods=["GET"], include_in_schema=False)
@@ -78,6 +79,7 @@ def _add_kserve_routes(app: FastAPI, model: OcrModel) -> KServePlane:
 def install_routes(app: FastAPI, model: Any, *, docs: bool = False) -> None:
     """Before kserve's routes are added, so that ours win on a shared path."""
     _honest_server_readiness(app, model)
+    _no_explainer(app)
     if not docs:
         _remove_docs(app)
 
@@ -116,6 +118,16 @@ def _honest_server_readiness(app: FastAPI, model: Any) -> None:
         return JSONResponse({"ready": True})
 
     app.add_api_route("/v2/health/ready", ready, methods=["GET"])
+
+
+def _no_explainer(app: FastAPI) -> None:
+    """kserve's ``:explain`` answers 501 about an explainer host that a predictor never has."""
+
+    async def explain(model_name: str) -> None:
+        raise RouteNotSupported("POST /v1/models/{name}:explain is not supported by this server (it has no "
+                                "explainer); use :predict", param="explain")
+
+    app.add_api_route("/v1/models/{model_name}:explain", explain, methods=["POST"])
 
 
 def _remove_docs(app: FastAPI) -> None:

@@ -24,6 +24,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     ngram_size: int = IMAGE_NGRAM[0]
     ngram_window: int = IMAGE_NGRAM[1]
+    ngram_whitelist: tuple[int, ...] | None = None  # None: the family's whitelist (table tags)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from predictor.constants import PDF_NGRAM
 from predictor.errors import ConfigError, InvalidRequest
 from predictor.families.base import ModelFamily
 from predictor.ocr import tasks
-from predictor.ocr.documents import DocumentLimits, decode_documents, is_pdf
+from predictor.ocr.documents import PDF_DPI, DocumentLimits, PdfControls, decode_documents, is_pdf
 from predictor.ocr.options import OcrOptions
 from predictor.ocr.types import Document, DocumentKind, ResolvedOptions
 
@@ -39,7 +39,8 @@ class Resolver:
             max_tokens=min(options.max_tokens or self.settings.default_max_tokens, self.settings.max_new_tokens),
             min_tokens=options.min_tokens, ignore_eos=options.ignore_eos, temperature=options.temperature,
             top_p=options.top_p, seed=options.seed, stop=options.stop, ngram_size=ngram_size,
-            ngram_window=ngram_window,
+            ngram_window=ngram_window, figures=options.figures, math=options.math,
+            table_format=options.table_format, ngram_whitelist=self._whitelist(options.ngram_whitelist),
         )
 
     def _ngram(self, options: OcrOptions, kind: DocumentKind) -> tuple[int, int]:
@@ -54,6 +55,18 @@ class Resolver:
             return resolved
         ngram_size, ngram_window = self._ngram(options, kind)
         return replace(resolved, ngram_size=ngram_size, ngram_window=ngram_window)
+
+    def _whitelist(self, ids: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        """Token ids must exist in the loaded tokenizer (a checkpoint's ids differ from another's)."""
+        tokenizer = getattr(self.family, "tokenizer", None)
+        if ids is None or tokenizer is None:
+            return ids
+        size = len(tokenizer)
+        outside = [i for i in ids if i >= size]
+        if outside:
+            raise InvalidRequest(f"token ids {outside[:8]} are outside the tokenizer's vocabulary (0..{size - 1})",
+                                 param="ngram_whitelist")
+        return ids
 
     def document(self, data: bytes, field: str, options: OcrOptions, where: str | None = None) -> Document:
         """One input alone (see ``documents``)."""
@@ -79,8 +92,10 @@ class Resolver:
                 if where is None:
                     raise
                 raise prefixed(exc, where) from exc
+        controls = [PdfControls(options.dpi or PDF_DPI, options.pages, f"{where}.pages" if where else "pages")
+                    for _, _, options, where in items]
         pages = decode_documents([(data, field) for data, field, _, _ in items],
-                                 DocumentLimits.from_settings(self.settings), lazy=True)
+                                 DocumentLimits.from_settings(self.settings), lazy=True, controls=controls)
         return [Document(doc_pages, kind, options) for doc_pages, (kind, options) in zip(pages, resolved, strict=True)]
 
 

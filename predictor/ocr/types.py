@@ -37,6 +37,10 @@ class ResolvedOptions:
     stop: tuple[str, ...]
     ngram_size: int
     ngram_window: int
+    figures: bool = False  # crop image blocks (predictor.ocr.figures)
+    math: str = "latex"  # predictor.ocr.markdown
+    table_format: str = "html"
+    ngram_whitelist: tuple[int, ...] | None = None  # None: the family's (table tags)
 
     def sampling(self, prompt_tokens: int, max_context: int) -> SamplingParams:
         room = max_context - prompt_tokens
@@ -47,7 +51,7 @@ class ResolvedOptions:
         return SamplingParams(
             max_new_tokens=max_new, min_new_tokens=min(self.min_tokens, max_new), ignore_eos=self.ignore_eos,
             temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=self.stop,
-            ngram_size=self.ngram_size, ngram_window=self.ngram_window,
+            ngram_size=self.ngram_size, ngram_window=self.ngram_window, ngram_whitelist=self.ngram_whitelist,
         )
 
 
@@ -72,6 +76,9 @@ class OcrOutput:
     rendered_png: str | None = None  # base64 PNG with the boxes drawn, when render was asked for
     ttft_s: float | None = None  # from the start of preprocessing to the first sampled token
     pages: list[OcrOutput] = field(default_factory=list)  # per page, for a multi-page output
+    figures: list[dict[str, Any]] | None = None  # crops of this page; None: the figures option was off
+    figures_skipped: list[dict[str, Any]] = field(default_factory=list)  # degenerate boxes, crops over budget
+    page: dict[str, Any] = field(default_factory=dict)  # number, width, height (and dpi for a PDF page)
 
     @property
     def usage(self) -> dict[str, int]:

@@ -106,6 +106,7 @@ class DrainMiddleware:
             from predictor.server.http_errors import error_response, is_openai_route
 
             exc = NotReady("the server is shutting down; retry on another replica", retry_after=1)
+            exc.code = "draining"  # what /health reports too: loading | unloaded | draining | failed
             await error_response(exc, is_openai_route(scope))(scope, receive, send)
             return
         self.drainer.active += 1

@@ -190,6 +190,34 @@ def _v2_cases() -> list[Case]:
     ]
 
 
+def _v2_binary(name: str, elements: list[bytes], field: str, *, length: str | None = None,
+               size: Any = None, tail: bytes = b"") -> Case:
+    """The binary tensor extension, as tritonclient sends raw image bytes (issue 24, item 2)."""
+
+    def build() -> tuple[str, bytes, dict[str, str]]:
+        raw = b"".join(struct.pack("<I", len(e)) + e for e in elements)
+        header = json.dumps({"inputs": [{"name": "image", "shape": [len(elements)], "datatype": "BYTES",
+                                         "parameters": {"binary_data_size": len(raw) if size is None else size}}],
+                             "parameters": {"max_tokens": 2}}).encode()
+        return V2, header + raw + tail, {"Content-Type": "application/octet-stream",
+                                         "Inference-Header-Content-Length": length or str(len(header))}
+
+    return Case("v2", name, build, field)
+
+
+def _v2_binary_cases() -> list[Case]:
+    header = "inference-header-content-length"
+    return [
+        _v2_binary("binary: one undecodable byte", [b"\x89"], "image[0]"),
+        _v2_binary("binary: damaged PNG", [png()[:40]], "image[0]"),
+        _v2_binary("binary: header not a number", [png()], header, length="abc"),
+        _v2_binary("binary: header negative", [png()], header, length="-5"),
+        _v2_binary("binary: header past the body", [png()], header, length="100000000"),
+        _v2_binary("binary: binary_data_size past the body", [png()], "binary_data_size", size=1_000_000_000),
+        _v2_binary("binary: bytes after the inputs", [png()], header, tail=b"xx"),
+    ]
+
+
 def _grpc_cases() -> list[Case]:
     image = png()
     return [
@@ -205,7 +233,7 @@ def _grpc_cases() -> list[Case]:
 
 
 def catalogue() -> list[Case]:
-    return [*_openai_cases(), *_v1_cases(), *_v2_cases(), *_grpc_cases()]
+    return [*_openai_cases(), *_v1_cases(), *_v2_cases(), *_v2_binary_cases(), *_grpc_cases()]
 
 
 # ---- running a case ---------------------------------------------------------------------------------------------

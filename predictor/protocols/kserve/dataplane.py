@@ -1,4 +1,9 @@
-"""kserve's DataPlane with two changes to how a KServe v1 REST body is read.
+"""kserve's DataPlane with our rules for reading REST bodies, for both ways of serving (KServe server, Ray).
+
+v2: a body that reaches us as bytes (no JSON Content-Type) is JSON unless it carries
+``Inference-Header-Content-Length``, and then it is the binary tensor extension (``rest_body.py``).
+
+v1, two changes:
 
 kserve counts ``application/octet-stream`` among its JSON content types and parses every such body (and one sent
 with no Content-Type) as JSON, so ``curl --data-binary @page.png -H 'Content-Type: application/octet-stream'``
@@ -20,6 +25,7 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
 
 from predictor.errors import InvalidRequest
+from predictor.protocols.kserve.rest_body import read_v2_body
 
 if TYPE_CHECKING:
     from predictor.protocols.kserve.model import OcrModel
@@ -31,10 +37,16 @@ def _content_type(headers: dict[str, str] | None) -> str:
     return (headers or {}).get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+# The protocol extensions this server implements; the repository extension only when it is switched on.
+BINARY_EXTENSION = "binary_tensor_data"
+REPOSITORY_EXTENSION = "model_repository_extension"
+
+
 class OcrDataPlane(DataPlane):
-    def __init__(self, model_registry: ModelRepository, model: OcrModel):
+    def __init__(self, model_registry: ModelRepository, model: OcrModel, *, repository_extension: bool = False):
         super().__init__(model_registry=model_registry)
         self._model = model
+        self.repository_extension = repository_extension
 
     async def ready(self) -> bool:
         return bool(await self._model.healthy())
@@ -43,8 +55,15 @@ class OcrDataPlane(DataPlane):
         ok, reason = self._model.alive()
         return {"status": "alive"} if ok else {"status": "unhealthy", "reason": reason}
 
+    def metadata(self) -> dict[str, Any]:
+        """``/v2`` and gRPC ``ServerMetadata``: kserve lists the repository extension even when it answers 403."""
+        extensions = [BINARY_EXTENSION] + ([REPOSITORY_EXTENSION] if self.repository_extension else [])
+        return {**super().metadata(), "extensions": extensions}
+
     def decode(self, body: Any, headers: dict[str, str] | None, protocol_version: str = "v1",
                model_name: str | None = None) -> tuple[Any, dict[str, Any]]:
+        if protocol_version.lower() == "v2" and isinstance(body, bytes | bytearray):
+            return read_v2_body(bytes(body), headers, model_name or ""), {}
         if protocol_version.lower() != "v1" or not isinstance(body, bytes | bytearray):
             return super().decode(body, headers, protocol_version, model_name)
         if _content_type(headers) in _RAW_WHEN_NOT_JSON and body.lstrip()[:1] not in (b"{", b"["):

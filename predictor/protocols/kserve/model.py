@@ -24,6 +24,7 @@ from kserve import InferRequest
 from predictor.config import Settings
 from predictor.errors import NotReady, PredictorError
 from predictor.ocr.aio import gather_or_cancel
+from predictor.ocr.figures import within_budget
 from predictor.ocr.runtime import Runtime, load_runtime
 from predictor.protocols.kserve import io as kserve_io
 from predictor.protocols.kserve.io import ParsedRequest
@@ -120,6 +121,20 @@ class OcrModel(kserve.Model):
         health = runtime.engine.health()
         return health.ok, health.reason
 
+    def state(self) -> tuple[str, str]:
+        """``ready``, or why not: ``draining``, ``unloaded`` (or unloading), ``loading`` or ``failed``, and a reason."""
+        runtime = self.runtime
+        if self.draining:
+            return "draining", "the server is shutting down; retry on another replica"
+        if self.unloading or (runtime is None and self.unloaded):
+            return "unloaded", "load it with POST /v2/repository/models/{name}/load"
+        if runtime is None:
+            return "loading", "the weights are loading; retry later"
+        health = runtime.engine.health()
+        if not health.ok:
+            return "failed", health.reason
+        return "ready", ""
+
     def require_runtime(self) -> Runtime:
         if self.draining:
             raise NotReady("the server is shutting down; retry on another replica", retry_after=1)
@@ -186,6 +201,9 @@ class OcrModel(kserve.Model):
                 return self._stream_v1(runtime, parsed)
             outputs = await gather_or_cancel(*(runtime.service.run_documents([document])
                                               for document in parsed.documents))
+            # One response for all instances: their crops share one budget, as each document's pages do.
+            within_budget([page for output in outputs for page in output.page_outputs],
+                          runtime.settings.max_response_bytes)
         except PredictorError as exc:
             raise for_kserve(exc) from exc
         if parsed.protocol == "v2":

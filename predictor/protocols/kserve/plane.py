@@ -35,4 +35,5 @@ def build_plane(model: OcrModel, repository: ModelRepository | None = None) -> K
     for name in model.settings.all_model_names:
         repository.update(model, name)
     extension = GuardedRepositoryExtension(repository, model.settings.enable_repository_extension)
-    return KServePlane(repository, extension, OcrDataPlane(repository, model))
+    dataplane = OcrDataPlane(repository, model, repository_extension=model.settings.enable_repository_extension)
+    return KServePlane(repository, extension, dataplane)

@@ -21,7 +21,9 @@ from openai.types.completion_usage import CompletionUsage
 
 from predictor.errors import InvalidRequest
 from predictor.ocr.options import ALIASES, OPTION_NAMES, OcrOptions, merge, parse_options
+from predictor.ocr.service import figure_fields
 from predictor.ocr.types import OcrOutput
+from predictor.protocols.openai import vllm
 
 _REFUSED = {  # parameters we cannot honour: refuse rather than silently ignore
     "tools": "tools are not supported by this OCR model",
@@ -78,6 +80,7 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
     modalities = body.get("modalities")
     if isinstance(modalities, list) and "audio" in modalities:
         raise InvalidRequest("audio output is not supported", param="modalities")
+    vllm.refuse_unhonoured(body)
 
 
 def _options(body: dict[str, Any], text: str) -> OcrOptions:
@@ -85,6 +88,8 @@ def _options(body: dict[str, Any], text: str) -> OcrOptions:
     # ignored as OpenAI does, or as an explicit object ("extra_body" / "ocr") where unknown keys are refused.
     top = {k: body[k] for k in (*OPTION_NAMES, *_GENERATION_KEYS) if k in body and k != "prompt"}
     base = parse_options(top)
+    from_vllm = vllm.vllm_options(body)  # vLLM's spellings of raw output and of the repetition guard
+    base = merge(base, parse_options(from_vllm), set(from_vllm))
     for key in ("extra_body", "ocr"):
         nested = body.get(key)
         if nested is None:
@@ -169,10 +174,11 @@ def ocr_extra(output: OcrOutput) -> dict[str, Any]:
     blocks together (each with its ``page`` when there are several pages)."""
     pages = []
     for o in output.page_outputs:
-        page: dict[str, Any] = {"blocks": o.blocks, "finish_reason": o.finish_reason,
+        page: dict[str, Any] = {**o.page, "blocks": o.blocks, "finish_reason": o.finish_reason,
                                 "image_tokens": o.image_tokens, "raw_text": o.raw_text}
         if o.rendered_png is not None:
             page["rendered_png"] = o.rendered_png
+        page.update(figure_fields(o))
         pages.append(page)
     return {"pages": pages, "blocks": output.blocks}
 

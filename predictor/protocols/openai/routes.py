@@ -26,6 +26,7 @@ from predictor.ocr.runtime import Runtime
 from predictor.ocr.types import Document, ResolvedOptions
 from predictor.protocols.kserve.model import OcrModel
 from predictor.protocols.openai import protocol as proto
+from predictor.protocols.openai import vllm
 from predictor.server.http_errors import OpenAIRoute, register_routes, sse_error_frame
 
 OWNER = "deepseek-ai"
@@ -69,8 +70,11 @@ class OpenAIRoutes:
         return JSONResponse(self._card(model_name, True))
 
     async def health(self) -> JSONResponse:
-        if not await self.model.healthy():
-            raise NotReady("model is loading", retry_after=10)
+        state, reason = self.model.state()
+        if state != "ready":
+            error = NotReady(f"the model is {state}: {reason}", retry_after=1 if state == "draining" else 10)
+            error.code = state  # loading | unloaded | draining | failed
+            raise error
         runtime = self.runtime()
         return JSONResponse({"status": "ok", "model": self.model.name, "family": runtime.family.name,
                              "in_flight": runtime.engine.in_flight})
@@ -89,8 +93,10 @@ class OpenAIRoutes:
         if chat.model not in self.names:
             raise ModelNotFound(f"model {chat.model!r} does not exist; served: {', '.join(self.names)}",
                                 param="model")
-        # Resolved once, here: a bad option is refused before anything is fetched or decoded.
-        resolved = runtime.service.resolver.options(chat.options)
+        try:  # resolved once, here: a bad option is refused before anything is fetched or decoded
+            resolved = runtime.service.resolver.options(chat.options)
+        except InvalidRequest as exc:
+            raise (vllm.renamed(exc) if isinstance(body.get("vllm_xargs"), dict) else exc) from exc
         fetched = await _fetch_remote(chat.images, runtime.settings)
         documents = await asyncio.to_thread(_documents, chat, fetched, resolved, runtime)  # the one thread hop
         if chat.stream:
@@ -108,6 +114,8 @@ class OpenAIRoutes:
                 if isinstance(item, str):
                     yield proto.chunk(chat, chat.model, content=item)
                 else:
+                    # Crops cannot stream: the finishing chunk carries the ocr object (blocks, figures), as the
+                    # full answer does; the playground draws its boxes from it.
                     yield proto.chunk(chat, chat.model, finish=item.finish_reason, ocr=item)
                     if chat.include_usage:
                         yield proto.chunk(chat, chat.model, usage=item)
