@@ -1,4 +1,4 @@
-"""``GET /ui`` (the page), ``/ui/app.js``, ``/ui/app.css`` and ``/ui/config.json``.
+"""``GET /ui`` (the page), its scripts and stylesheet under ``/ui/`` and ``/ui/config.json``.
 
 The files are read once, when the app is built, and served from memory with a strict Content-Security-Policy:
 the page may load nothing but itself and may talk to nothing but this server.
@@ -18,7 +18,9 @@ from predictor.ocr.options import OPTION_NAMES, OcrOptions
 from predictor.server.auth import KeyChecker
 
 PREFIX = "/ui"
-_FILES = {"": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+_JS = "text/javascript; charset=utf-8"
+_FILES = {"": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", _JS),
+          "/request.js": ("request.js", _JS), "/view.js": ("view.js", _JS),
           "/app.css": ("app.css", "text/css; charset=utf-8")}
 # blob: and data: images: the picked file is shown from a blob URL, server renders of PDF pages and figure crops
 # arrive as base64.

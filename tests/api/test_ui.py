@@ -14,7 +14,7 @@ from predictor.config import Settings
 from predictor.constants import PAGE_SEPARATOR
 from tests.builders import CHAT, chat_body
 
-PAGE_FILES = ("/ui", "/ui/app.js", "/ui/app.css")
+PAGE_FILES = ("/ui", "/ui/app.js", "/ui/request.js", "/ui/view.js", "/ui/app.css")
 
 
 def _get(app, *paths: str, headers: dict | None = None) -> list[httpx.Response]:
@@ -38,13 +38,13 @@ def _routes(app) -> set[tuple[str, tuple[str, ...]]]:
 def test_page_files_are_served_small_and_self_contained(app_model):
     app, _ = app_model
     responses = _get(app, *PAGE_FILES)
-    assert [r.status_code for r in responses] == [200, 200, 200]
-    assert [r.headers["content-type"].split(";")[0] for r in responses] == ["text/html", "text/javascript",
+    assert [r.status_code for r in responses] == [200] * 5
+    assert [r.headers["content-type"].split(";")[0] for r in responses] == ["text/html", *["text/javascript"] * 3,
                                                                             "text/css"]
     total = sum(len(r.content) for r in responses)
     assert total < 100 * 1024, total
     html = responses[0].text
-    assert 'src="ui/app.js"' in html and 'href="ui/app.css"' in html
+    assert all(f'src="ui/{name}.js"' in html for name in ("view", "request", "app")) and 'href="ui/app.css"' in html
     for r in responses:
         assert "default-src 'none'" in r.headers["content-security-policy"]
         # no third-party asset: nothing is fetched from another origin
@@ -74,9 +74,9 @@ def test_ui_false_gives_404_and_changes_nothing_else(tiny_v2_dir):
     on = build_app(Settings(model_dir=tiny_v2_dir, device="cpu"))
     off = build_app(Settings(model_dir=tiny_v2_dir, device="cpu", ui=False))
     responses = _get(off, *PAGE_FILES, "/ui/config.json")
-    assert [r.status_code for r in responses] == [404] * 4
+    assert [r.status_code for r in responses] == [404] * 6
     ui_routes = {route for route in _routes(on) if route[0] == "/ui" or route[0].startswith("/ui/")}
-    assert len(ui_routes) == 4
+    assert len(ui_routes) == 6
     assert _routes(off) == _routes(on) - ui_routes
     assert [m.cls for m in off.user_middleware] == [m.cls for m in on.user_middleware]
     # the page's routes come after every API route: no API request is matched against them first

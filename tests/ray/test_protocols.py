@@ -187,7 +187,7 @@ def test_kserve_v2_grpc_metadata_equals_rest(ocr_app, ray_cluster):
 
 
 def test_the_playground_page_is_served_through_serve(ocr_app, reference):
-    for path in ("/ui", "/ui/app.js", "/ui/app.css"):
+    for path in ("/ui", "/ui/app.js", "/ui/request.js", "/ui/view.js", "/ui/app.css"):
         served = httpx.get(ocr_app + path, timeout=30)
         assert served.status_code == 200 and served.content == reference.get(path).content, path
     config = httpx.get(ocr_app + "/ui/config.json", timeout=30).json()
