@@ -24,7 +24,7 @@ import httpx
 from tests.e2e import catalogue as cat
 from tests.e2e.metrics_probe import generated, in_flight, wait_idle
 from tests.e2e.server import Server, served, start_server
-from tests.soak import pdf_memory
+from tests.soak import fairness, pdf_memory
 
 FAILURES: list[str] = []
 
@@ -176,9 +176,10 @@ async def _sigterm(srv: Server, grace: int) -> tuple[list[int], int, int, int | 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", help="sections to run (catalogue load disconnects poison shutdown pdf)")
+    parser.add_argument("--only", nargs="*",
+                        help="sections to run (catalogue load disconnects poison shutdown pdf fairness)")
     args = parser.parse_args(argv)
-    wanted = set(args.only or ["catalogue", "load", "disconnects", "poison", "shutdown", "pdf"])
+    wanted = set(args.only or ["catalogue", "load", "disconnects", "poison", "shutdown", "pdf", "fairness"])
     from predictor.testing.tiny import build
 
     started = time.monotonic()
@@ -205,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         if "pdf" in wanted:
             with serving(model_dir, logs, "pdf") as srv:
                 for name, value, ok in pdf_memory.run(srv):
+                    figure(name, value, ok)
+        if "fairness" in wanted:
+            with serving(model_dir, logs, "fairness") as srv:
+                for name, value, ok in fairness.run(srv):
                     figure(name, value, ok)
     figure("soak: wall time", f"{time.monotonic() - started:.0f} s")
     print("soak: " + ("all figures within bounds" if not FAILURES else f"FAILED: {', '.join(FAILURES)}"))
