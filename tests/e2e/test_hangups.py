@@ -48,6 +48,8 @@ def test_mid_body_hang_ups_are_quiet(tiny_v2_dir, tmp_path):
     traces = [line for line in lines if "kserve.trace" in line and "time:wall" in line and "http_method:POST" in line]
     assert len(traces) == hang_ups, "\n".join(traces[:10])
     assert all("http_status:499" in line for line in traces), "\n".join(t for t in traces if "499" not in t)[:2000]
-    ours = [line for line in lines if "kserve.trace" not in line and "uvicorn.access" not in line]
+    ours = [line for line in lines if "predictor.server.disconnect" in line]
     assert 1 <= len(ours) <= QUIET_BOUND, "\n".join(ours[:40])
-    assert any("hung up" in line for line in ours), "\n".join(ours)
+    assert all("hung up" in line or "not logged" in line for line in ours), "\n".join(ours)
+    others = [line for line in lines if "kserve.trace" not in line and line not in ours]
+    assert len(others) <= 5, "\n".join(others[:40])  # e.g. a library's warning on the last request, not per hang-up
