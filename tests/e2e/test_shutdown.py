@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -97,6 +98,22 @@ def _sse(url: str, body: dict) -> tuple[int, list[str]]:
         return response.status_code, [line for line in response.iter_lines() if line.startswith("data: ")]
 
 
+def _start_upload(port: int) -> socket.socket:
+    """A client that will still be sending its body when the grace runs out."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=120)
+    s.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              "Content-Length: 100000\r\n\r\n{\"instances\": ".encode())
+    return s
+
+
+def _answer(s: socket.socket) -> str:
+    with s:
+        received = b""
+        while chunk := s.recv(65536):
+            received += chunk
+    return received.decode("latin-1")
+
+
 def _record(results: dict[str, object], name: str, call: Callable[[], object]) -> None:
     try:
         results[name] = call()
@@ -105,8 +122,9 @@ def _record(results: dict[str, object], name: str, call: Callable[[], object]) -
 
 
 def test_sigterm_past_grace_answers_503_and_exits_non_zero(tiny_v2_dir, tmp_path):
-    """Requests still running when --shutdown_grace runs out: 503 with Retry-After (non-streamed), an error event
-    then [DONE] (streamed, OpenAI and KServe v1), UNAVAILABLE (gRPC); the log counts them; the exit status is not 0."""
+    """Requests still running when --shutdown_grace runs out: 503 with Retry-After (non-streamed, and a client still
+    sending its body), an error event then [DONE] (streamed, OpenAI and KServe v1), UNAVAILABLE (gRPC); the log
+    counts them; the exit status is not 0."""
     srv = start_server(tiny_v2_dir, str(tmp_path / "server.log"), "--shutdown_grace", str(SHORT_GRACE))
     calls = {
         "openai": lambda: httpx.post(f"{srv.url}/v1/chat/completions", json=_chat(False), timeout=120),
@@ -116,16 +134,19 @@ def test_sigterm_past_grace_answers_503_and_exits_non_zero(tiny_v2_dir, tmp_path
         "v1-stream": lambda: _sse(f"{srv.url}/v1/models/{MODEL}:predict",
                                   {"stream": True, "instances": [{"image": B64, **LONG}]}),
         "grpc": lambda: _grpc_infer(srv.grpc_target),
+        "slow-upload": lambda: _answer(upload),
     }
     results: dict[str, object] = {}
     try:
         srv.wait_ready()
+        upload = _start_upload(srv.http_port)
         threads = [threading.Thread(target=_record, args=(results, k, f)) for k, f in calls.items()]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # all five admitted and generating
-            if f"deepseek_ocr_requests_in_flight {len(calls)}.0" in httpx.get(f"{srv.url}/metrics", timeout=10).text:
+        while time.monotonic() < deadline:  # all but the upload admitted and generating
+            if f"deepseek_ocr_requests_in_flight {len(calls) - 1}.0" in httpx.get(f"{srv.url}/metrics",
+                                                                                  timeout=10).text:
                 break
             time.sleep(0.05)
         srv.process.send_signal(signal.SIGTERM)
@@ -148,6 +169,8 @@ def test_sigterm_past_grace_answers_503_and_exits_non_zero(tiny_v2_dir, tmp_path
         assert status == 200 and events[-1] == "data: [DONE]", (name, events[-3:])
         assert "error" in json.loads(events[-2][len("data: "):]), (name, events[-3:])
     assert results["grpc"] == grpc.StatusCode.UNAVAILABLE
+    head = str(results["slow-upload"]).split("\r\n\r\n")[0].lower()
+    assert head.startswith("http/1.1 503") and "retry-after: 1" in head, results["slow-upload"]
     cut = re.search(r"cutting (\d+) request", log)
     assert cut is not None and int(cut.group(1)) == len(calls), log
     assert code not in (0, None) and code > 0, (code, log)
