@@ -164,10 +164,11 @@ class _InFlight:
     async def tracked_send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.started = True
-            content_type = dict(message.get("headers") or []).get(b"content-type", b"")
-            self.sse = content_type.startswith(b"text/event-stream")
-        elif message["type"] == "http.response.body" and not message.get("more_body", False):
-            self.done = True
+            # kserve sends the KServe v1 stream, our only other stream, without a Content-Type
+            content_type = dict(message.get("headers") or []).get(b"content-type")
+            self.sse = content_type is None or content_type.startswith(b"text/event-stream")
+        elif message["type"] == "http.response.body":
+            self.done = not message.get("more_body", False)
         await self.send(message)
 
     async def run(self, app: Any) -> None:

@@ -3,25 +3,16 @@ and a flood of them cannot flood the log."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import httpx
 
+from tests.e2e.long_requests import CHAT, V1, V2, hang_up
 from tests.e2e.server import served
 
-MODEL = "deepseek-ocr"
-PATHS = ["/v1/chat/completions", f"/v1/models/{MODEL}:predict", f"/v2/models/{MODEL}/infer"]
+PATHS = [CHAT, V1, V2]
 PER_PATH = 20
 QUIET_BOUND = 10  # hang-up lines a minute (docs/RELIABILITY.md), summary line included
-
-
-def _hang_up(port: int, path: str) -> None:
-    """Headers promising 5000 bytes, 9 of them, then close."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  "Content-Length: 5000\r\n\r\n{\"model\":".encode())
-        time.sleep(0.02)
 
 
 def _new_lines(path: str, skip: int) -> list[str]:
@@ -35,7 +26,7 @@ def test_mid_body_hang_ups_are_quiet(tiny_v2_dir, tmp_path):
         skip = len(_new_lines(log_path, 0))
         for path in PATHS:
             for _ in range(PER_PATH):
-                _hang_up(srv.http_port, path)
+                hang_up(srv.http_port, path)
         # a request after the flood is answered, and its trace line marks the end of the hang-ups' lines
         models = httpx.get(f"{srv.url}/v1/models", timeout=30)
         deadline = time.monotonic() + 30

@@ -8,17 +8,14 @@ import base64
 import json
 import re
 import signal
-import socket
 import threading
 import time
-from collections.abc import Callable
 
 import grpc
 import httpx
-from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
 from tests.conftest import png_bytes
+from tests.e2e import long_requests as lr
 from tests.e2e.server import start_server
 
 MODEL = "deepseek-ocr"
@@ -71,54 +68,6 @@ def test_sigterm_drains_in_flight_requests(tiny_v2_dir, tmp_path):
 # ---- past the grace -------------------------------------------------------------------------------------------------
 
 SHORT_GRACE = 2
-LONG = {"max_tokens": 3000, "min_tokens": 3000, "ngram_size": 0}
-
-
-def _chat(stream: bool) -> dict:
-    return {"model": MODEL, "stream": stream, **LONG, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + B64}}]}]}
-
-
-def _grpc_infer(target: str) -> grpc.StatusCode:
-    tensor = pb.ModelInferRequest.InferInputTensor(name="image", datatype="BYTES", shape=[1])
-    tensor.contents.bytes_contents.append(png_bytes())
-    request = pb.ModelInferRequest(model_name=MODEL, inputs=[tensor])
-    for key, value in LONG.items():
-        request.parameters[key].int64_param = value
-    with grpc.insecure_channel(target) as channel:
-        try:
-            pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=120)
-        except grpc.RpcError as exc:
-            return exc.code()
-    return grpc.StatusCode.OK
-
-
-def _sse(url: str, body: dict) -> tuple[int, list[str]]:
-    with httpx.stream("POST", url, json=body, timeout=120) as response:
-        return response.status_code, [line for line in response.iter_lines() if line.startswith("data: ")]
-
-
-def _start_upload(port: int) -> socket.socket:
-    """A client that will still be sending its body when the grace runs out."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=120)
-    s.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              "Content-Length: 100000\r\n\r\n{\"instances\": ".encode())
-    return s
-
-
-def _answer(s: socket.socket) -> str:
-    with s:
-        received = b""
-        while chunk := s.recv(65536):
-            received += chunk
-    return received.decode("latin-1")
-
-
-def _record(results: dict[str, object], name: str, call: Callable[[], object]) -> None:
-    try:
-        results[name] = call()
-    except Exception as exc:  # noqa: BLE001 - a broken connection is a result the test reports
-        results[name] = exc
 
 
 def test_sigterm_past_grace_answers_503_and_exits_non_zero(tiny_v2_dir, tmp_path):
@@ -127,20 +76,18 @@ def test_sigterm_past_grace_answers_503_and_exits_non_zero(tiny_v2_dir, tmp_path
     counts them; the exit status is not 0."""
     srv = start_server(tiny_v2_dir, str(tmp_path / "server.log"), "--shutdown_grace", str(SHORT_GRACE))
     calls = {
-        "openai": lambda: httpx.post(f"{srv.url}/v1/chat/completions", json=_chat(False), timeout=120),
-        "openai-stream": lambda: _sse(f"{srv.url}/v1/chat/completions", _chat(True)),
-        "v1": lambda: httpx.post(f"{srv.url}/v1/models/{MODEL}:predict", timeout=120,
-                                 json={"instances": [{"image": B64, **LONG}]}),
-        "v1-stream": lambda: _sse(f"{srv.url}/v1/models/{MODEL}:predict",
-                                  {"stream": True, "instances": [{"image": B64, **LONG}]}),
-        "grpc": lambda: _grpc_infer(srv.grpc_target),
-        "slow-upload": lambda: _answer(upload),
+        "openai": lambda: httpx.post(srv.url + lr.CHAT, json=lr.chat(False), timeout=120),
+        "openai-stream": lambda: lr.sse(srv.url + lr.CHAT, lr.chat(True)),
+        "v1": lambda: httpx.post(srv.url + lr.V1, json=lr.v1(False), timeout=120),
+        "v1-stream": lambda: lr.sse(srv.url + lr.V1, lr.v1(True)),
+        "grpc": lambda: lr.grpc_infer(srv.grpc_target),
+        "slow-upload": lambda: lr.answer(upload),
     }
     results: dict[str, object] = {}
     try:
         srv.wait_ready()
-        upload = _start_upload(srv.http_port)
-        threads = [threading.Thread(target=_record, args=(results, k, f)) for k, f in calls.items()]
+        upload = lr.start_upload(srv.http_port)
+        threads = [threading.Thread(target=lr.record, args=(results, k, f)) for k, f in calls.items()]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 60
@@ -161,7 +108,7 @@ def test_sigterm_past_grace_answers_503_and_exits_non_zero(tiny_v2_dir, tmp_path
         assert isinstance(response, httpx.Response), (name, response)
         assert response.status_code == 503, (name, response.status_code, response.text[:200])
         assert int(response.headers["retry-after"]) > 0
-        assert "Connection: close" not in response.text
+        assert response.headers["content-type"].startswith("application/json")  # not uvicorn's plain-text 500
     assert results["openai"].json()["error"]["type"] == "server_error"
     assert results["v1"].json()["error"]
     for name in ("openai-stream", "v1-stream"):

@@ -32,6 +32,12 @@ async def _stream_forever(scope: dict[str, Any], receive: Any, send: Any) -> Non
     await asyncio.Event().wait()
 
 
+async def _untyped_stream_forever(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """As kserve sends the KServe v1 stream (no Content-Type), still waiting for its first event."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await asyncio.Event().wait()
+
+
 async def _call(app: Any, drainer: Drainer, sent: list[dict[str, Any]]) -> None:
     scope = {"type": "http", "method": "POST", "path": "/v1/models/m:predict", "headers": []}
 
@@ -45,26 +51,27 @@ async def _call(app: Any, drainer: Drainer, sent: list[dict[str, Any]]) -> None:
 
 
 def test_cut_answers_what_the_engine_does_not_hold():
-    async def scenario() -> tuple[Drainer, FakeModel, list[dict[str, Any]], list[dict[str, Any]]]:
+    async def scenario() -> tuple[Drainer, FakeModel, list[list[dict[str, Any]]]]:
         model = FakeModel()
         drainer = Drainer(model, grace=0.1)
-        plain: list[dict[str, Any]] = []
-        stream: list[dict[str, Any]] = []
-        tasks = [asyncio.ensure_future(_call(_forever, drainer, plain)),
-                 asyncio.ensure_future(_call(_stream_forever, drainer, stream))]
-        while drainer.active < 2 or not stream:
+        sent: list[list[dict[str, Any]]] = [[], [], []]
+        apps = (_forever, _stream_forever, _untyped_stream_forever)
+        tasks = [asyncio.ensure_future(_call(app, drainer, into)) for app, into in zip(apps, sent, strict=True)]
+        while drainer.active < 3 or not (sent[1] and sent[2]):  # both streams started
             await asyncio.sleep(0.01)
         model.draining = True
         assert not await drainer.wait_idle()
         await drainer.cut_remaining()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
-        return drainer, model, plain, stream
+        return drainer, model, sent
 
-    drainer, model, plain, stream = asyncio.run(scenario())
-    assert drainer.cut == 3 and drainer.active == 0 and model.stopped == 1  # 2 HTTP + 1 gRPC
+    drainer, model, (plain, *streams) = asyncio.run(scenario())
+    assert drainer.cut == 4 and drainer.active == 0 and model.stopped == 1  # 3 HTTP + 1 gRPC
     start = plain[0]
     assert start["status"] == 503 and dict(start["headers"])[b"retry-after"] == b"1"
     assert "retry on another replica" in json.loads(plain[1]["body"])["error"]
-    bodies = [m["body"] for m in stream[1:]]
-    assert json.loads(bodies[-2].decode()[len("data: "):])["error"]
-    assert bodies[-1] == b"data: [DONE]\n\n" and stream[-1]["more_body"] is False
+    for stream in streams:
+        assert stream[0]["status"] == 200
+        bodies = [m["body"] for m in stream[1:]]
+        assert json.loads(bodies[-2].decode()[len("data: "):])["error"]
+        assert bodies[-1] == b"data: [DONE]\n\n" and stream[-1]["more_body"] is False
