@@ -87,12 +87,15 @@ class Drainer:
                     "503 with Retry-After, a stream error event, or UNAVAILABLE", self.grace, self.cut, self.active,
                     grpc)
         await asyncio.to_thread(self.model.stop_engine)  # what the engine holds is refused through its own path
+        await self._settle()
+        for request in list(self.requests):
+            request.cut()
+        await self._settle()
+
+    async def _settle(self) -> None:
         deadline = time.monotonic() + SETTLE
         while self.requests and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        cut_here = [request for request in self.requests if request.cut()]
-        if cut_here:
-            await asyncio.wait([request.task for request in cut_here if request.task is not None], timeout=SETTLE)
 
     def install_signal_handlers(self) -> None:
         """Put our SIGTERM handler in front of the current one (uvicorn's, installed while it serves).
@@ -109,7 +112,7 @@ class Drainer:
                 signal.raise_signal(sig)
 
         def on_sigterm(sig: int, frame: Any) -> None:
-            if self.draining or self.grace <= 0:
+            if self.draining:  # a second SIGTERM: no more waiting
                 forward(sig)
                 return
             loop.call_soon_threadsafe(self.begin, loop, lambda: forward(sig))
