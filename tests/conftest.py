@@ -49,3 +49,26 @@ def blank_pdf(pages: int, size: tuple[float, float] = (612, 792)) -> bytes:
     buf = io.BytesIO()
     pdf.save(buf)
     return buf.getvalue()
+
+
+def _fitted(target: str) -> str:
+    # Fits take tens of seconds: they are cached across sessions, keyed by everything that shapes the weights
+    # (predictor.testing.fitted.cached_fitted), and built atomically so concurrent sessions can share the cache.
+    from predictor.testing.fitted import cached_fitted
+
+    return cached_fitted(target, "v2")
+
+
+@pytest.fixture(scope="session")
+def fitted_grounding_dir() -> str:
+    return _fitted("grounding")
+
+
+@pytest.fixture(scope="session")
+def fitted_loop_dir() -> str:
+    return _fitted("loop")
+
+
+@pytest.fixture(scope="session")
+def fitted_normal_dir() -> str:
+    return _fitted("normal")

@@ -11,24 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from predictor.testing.tokenizer import BOS, EOS, IMAGE, PAD, build_tokenizer
 
 
-def build_v2(out_dir: str, seed: int = 0) -> str:
-    """A tiny native DeepSeek-OCR-2 (``model_type: deepseek_ocr2``) with processor and tokenizer."""
-    import torch
-    from transformers import (
-        DeepseekOcr2Config,
-        DeepseekOcr2ForConditionalGeneration,
-        DeepseekOcr2ImageProcessorPil,
-        DeepseekOcr2Processor,
-    )
+def v2_config(tokenizer: Any, **text: Any) -> Any:
+    """The tiny ``DeepseekOcr2Config``; ``text`` overrides text-model sizes (the fitted checkpoints use wider ones)."""
+    from transformers import DeepseekOcr2Config
 
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer()
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (BOS, EOS, PAD, IMAGE)}
-    config = DeepseekOcr2Config(
+    return DeepseekOcr2Config(
         image_token_id=ids[IMAGE],
         vision_config={
             # image_size/patch_size stay real: the model picks its query table (144 or 256 queries) from the
@@ -50,16 +43,39 @@ def build_v2(out_dir: str, seed: int = 0) -> str:
             "num_attention_heads": 4, "num_key_value_heads": 4,
             "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1, "moe_intermediate_size": 32,
             "topk_method": "greedy", "max_position_embeddings": 8192,
-            "bos_token_id": ids[BOS], "eos_token_id": ids[EOS], "pad_token_id": ids[PAD],
+            "bos_token_id": ids[BOS], "eos_token_id": ids[EOS], "pad_token_id": ids[PAD], **text,
         },
     )
+
+
+def build_v2(out_dir: str, seed: int = 0) -> str:
+    """A tiny native DeepSeek-OCR-2 (``model_type: deepseek_ocr2``) with processor and tokenizer."""
+    import torch
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    config = v2_config(tokenizer)
+    model = v2_model(config)
+    save_v2(model, tokenizer, out_dir)
+    return out_dir
+
+
+def v2_model(config: Any) -> Any:
+    from transformers import DeepseekOcr2ForConditionalGeneration
+
     model = DeepseekOcr2ForConditionalGeneration(config).eval()
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         setattr(model.generation_config, key, getattr(config.text_config, key))
+    return model
+
+
+def save_v2(model: Any, tokenizer: Any, out_dir: str) -> None:
+    """Weights, config and the processor (PIL image processor + tokenizer): what ``--model_dir`` loads."""
+    from transformers import DeepseekOcr2ImageProcessorPil, DeepseekOcr2Processor
+
     processor = DeepseekOcr2Processor(image_processor=DeepseekOcr2ImageProcessorPil(), tokenizer=tokenizer)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    return out_dir
 
 
 def build(out_dir: str, family: str = "v2") -> str:
