@@ -59,7 +59,7 @@ lint:
 bench: install ## batching benchmark, tiny checkpoint: c=1 vs c=8 at 512 and 2,048 tokens, median of 3 (one JSON line)
 	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_batching.py --tokens 512 2048 --repeats 3
 
-soak: ## reliability suite on the tiny model, loopback only (5-10 min; not in `make test`; SOAK_ARGS="--only grace" picks sections)
+soak: ## reliability suite on the tiny model, loopback only (5-10 min; not part of `make test`; see docs/RELIABILITY.md)
 	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m tests.soak.run_soak $(SOAK_ARGS)
 
 clean:

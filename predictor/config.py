@@ -134,8 +134,7 @@ _HELP = {
     "api_key_file": "file with one API key per line (a mounted Secret); adds to --api_key",
     "metrics_auth": "whether /metrics needs the API key too",
     "enable_repository_extension": "allow model load/unload over /v2/repository and gRPC (off: 403)",
-    "shutdown_grace": "seconds in-flight requests may take to finish after SIGTERM (readiness turns 503 at once); "
-                      "those still running then get 503 and the exit status is 3",
+    "shutdown_grace": "seconds in-flight requests may take to finish after SIGTERM (readiness turns 503 at once)",
 }
 
 

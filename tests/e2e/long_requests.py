@@ -1,5 +1,5 @@
 """Requests that outlive a short shutdown grace, on every protocol, and clients that hang up mid-body: shared by
-the e2e tests (tests/e2e/test_shutdown.py, test_hangups.py) and the soak suite (tests/soak)."""
+the e2e tests (tests/e2e/test_shutdown_grace.py, test_hangups.py) and the soak suite (tests/soak)."""
 
 from __future__ import annotations
 
