@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from predictor.config import ENV_PREFIX, Settings, build_parser, settings_from_args
+from predictor.constants import DEVICES
 from predictor.errors import ConfigError
 
 APP_NAME = "deepseek-ocr"
@@ -107,8 +108,8 @@ def settings_for(namespace: argparse.Namespace, check_host: bool = True) -> Sett
     for name in ("model_dir", "device"):
         given = getattr(namespace, name, None)
         real[name] = given if given is not None else os.environ.get(ENV_PREFIX + name.upper(), getattr(defaults, name))
-    if real["device"] not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"--device must be one of auto, cpu, cuda, got {real['device']!r}")
+    if real["device"] not in DEVICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {real['device']!r}")
     if real["model_dir"] and settings.model_id:
         raise ConfigError("give either --model_id or --model_dir, not both")
     return replace(settings, model_dir=real["model_dir"] or None, device=real["device"])

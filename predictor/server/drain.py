@@ -19,16 +19,16 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import signal
 import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from predictor.server.probes import is_liveness
+
 log = logging.getLogger(__name__)
 
-_LIVENESS = re.compile(r"^/(v2/health/live)?$")
 _METRICS = "/metrics"
 EXIT_CUT = 3  # the exit status when requests were cut at the end of the grace (1: load failed, 2: bad flags)
 SETTLE = 1.0  # seconds the refused requests get to answer through their own path before they are cut here
@@ -132,7 +132,7 @@ class DrainMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if _LIVENESS.match(path) or path == _METRICS:
+        if is_liveness(path) or path == _METRICS:
             await self.app(scope, receive, send)
             return
         if self.drainer.draining:
@@ -140,6 +140,7 @@ class DrainMiddleware:
             from predictor.server.http_errors import error_response, is_openai_route
 
             exc = NotReady("the server is shutting down; retry on another replica", retry_after=1)
+            exc.code = "draining"  # what /health reports too: loading | unloaded | draining | failed
             await error_response(exc, is_openai_route(scope))(scope, receive, send)
             return
         request = _InFlight(scope, receive, send)

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_on_cpu_and_prints_one_json_line():
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
     done = subprocess.run([sys.executable, "bench/gpu_check.py", "--tiny", "--family", "v2"], cwd=ROOT, env=env,
