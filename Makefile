@@ -6,7 +6,7 @@ DEMO_DIR ?= .cache/tiny-deepseek-ocr2
 MODEL_ID ?= deepseek-ai/DeepSeek-OCR
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install run demo demo-serve test test-fast test-unit test-api test-e2e test-interop test-ray ray-run chart-test clone-test image-test lint bench soak clean
+.PHONY: help install run demo demo-serve test test-fast test-unit test-api test-e2e test-interop test-ray ray-run chart-test clone-test image-test lint bench bench-fairness soak clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ lint:
 bench: install ## batching benchmark (c=1 vs c=8 at 512 and 2,048 tokens, median of 3), then post-processing with figures
 	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_batching.py --tokens 512 2048 --repeats 3
 	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_postprocess.py
+
+bench-fairness: install ## head-of-line: a 50-token request 1 s after a 32-page PDF vs each alone (one JSON line)
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_fairness.py
 
 soak: ## reliability suite on the tiny model, loopback only (5-10 min; not part of `make test`; see docs/RELIABILITY.md)
 	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m tests.soak.run_soak $(SOAK_ARGS)

@@ -31,6 +31,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from bench.full_size import full_size_family  # noqa: E402
 from predictor.config import Settings  # noqa: E402
+from predictor.engine import experts  # noqa: E402
+from predictor.engine.config import EngineConfig  # noqa: E402
 from predictor.engine.engine import Engine  # noqa: E402
 from predictor.ocr.aio import gather_or_cancel  # noqa: E402
 from predictor.ocr.options import OcrOptions  # noqa: E402
@@ -110,9 +112,11 @@ def build_service(args: argparse.Namespace, max_batch: int) -> OcrService:
     if args.full_size:
         settings = Settings(device=args.device, max_batch_size=max_batch, max_new_tokens=8192)
         family, device = full_size_family(args.full_size, args.device)
-        engine = Engine(family, device, max_batch_size=max_batch, max_batch_tokens=10**7, max_queue=10**4,
-                        request_timeout=3600, max_prefill_batch=args.prefill_batch or 4,
-                        prefill_workers=args.prefill_workers or 1)
+        if str(device).startswith("cuda"):
+            experts.probe_and_install(family.model)  # as loading does (ocr/runtime.py)
+        config = EngineConfig(max_batch_size=max_batch, max_batch_tokens=10**7, max_queue=10**4, request_timeout=3600,
+                              max_prefill_batch=args.prefill_batch or 4, prefill_workers=args.prefill_workers or 1)
+        engine = Engine(family, device, config=config)
         engine.start()
         return OcrService(settings, family, engine)
     checkpoint = args.checkpoint
@@ -133,9 +137,9 @@ async def measure(service: OcrService, images: list[Any], levels: list[int], tok
     for _ in range(repeats):
         run: dict[str, Any] = {}
         for level in levels:
-            service.engine.worker.timer.take()
+            service.engine.stats.take_steps()
             run[f"c{level}"] = await run_level(service, images, level, tokens)
-            run[f"c{level}"]["step"] = service.engine.worker.timer.take()
+            run[f"c{level}"]["step"] = service.engine.stats.take_steps()
         for level in levels[1:]:
             run[f"speedup_c{level}_over_c{levels[0]}"] = run[f"c{level}"]["tokens_per_s"] / run[f"c{levels[0]}"][
                 "tokens_per_s"]
@@ -154,9 +158,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     images = pages(args.pages or max(levels), args.page)
     await run_level(service, images[:1], 1, 4)  # warm-up
     prompt = service.family.prepare(images[0], "<image>\nFree OCR.", _image_options()).prompt_tokens
-    result: dict[str, Any] = {"device": service.engine.worker.device, "family": service.family.name,
-                              "prefill_batch": service.engine.worker.max_prefill_batch,
-                              "prefill_workers": service.engine.worker.prefiller.workers, "page": args.page,
+    config = service.engine.config
+    result: dict[str, Any] = {"device": args.device, "family": service.family.name,
+                              "prefill_batch": config.max_prefill_batch,
+                              "prefill_workers": config.prefill_workers, "page": args.page,
                               "page_size": PAGE_SIZES[args.page], "prompt_tokens": prompt, "pages": len(images),
                               "repeats": args.repeats, "omp_threads": os.environ.get("OMP_NUM_THREADS")}
     for tokens in args.tokens:

@@ -82,10 +82,10 @@ def sdpa_backends(device: str, dtype: torch.dtype, tiny: bool) -> dict[str, Any]
 def experts_probe(model: Any, tiny: bool) -> dict[str, Any] | None:
     from predictor.engine import experts
 
-    plan = experts.probe(model, sizes=(6, 48) if tiny else experts.SIZES)
+    # the function loading uses on CUDA (ocr/runtime.py): the decode profile and the bench run with its plan
+    plan = experts.probe_and_install(model, sizes=(6, 48) if tiny else experts.SIZES)
     if plan is None:
         return None
-    experts.install(model, plan)  # as the server does on CUDA: the decode profile and the bench run with it
     return {"plan": plan.describe(), "results": plan.results}
 
 
@@ -116,9 +116,12 @@ def decode_profile(family: Any, device: str, rows: int, steps: int) -> dict[str,
     """Drive the engine's worker in this thread: ``rows`` rows decoding, one step profiled, ``steps`` steps run."""
     from torch.profiler import ProfilerActivity, profile
 
+    from predictor.engine.config import EngineConfig
+    from predictor.engine.stats import EngineStats
     from predictor.engine.worker import Worker
 
-    worker = Worker(family, device, max_batch_size=rows, max_batch_tokens=10**8, max_prefill_batch=4)
+    config = EngineConfig(max_batch_size=rows, max_batch_tokens=10**8, max_prefill_batch=4)
+    worker = Worker(family, device, config=config, stats=EngineStats(device))
     for request in _requests(family, rows, steps + 20):
         worker.submit(request)
     _fill(worker, rows)
@@ -135,13 +138,13 @@ def decode_profile(family: Any, device: str, rows: int, steps: int) -> dict[str,
                "device_ms": sum(getattr(e, "self_device_time_total", 0) for e in events) / 1e3,
                "top_ops": [(e.key, e.count, round(e.self_cpu_time_total / 1e3, 3))
                            for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:8]]}
-    worker.timer.take()
+    worker.stats.take_steps()
     start = time.perf_counter()
     for _ in range(steps):
         worker._step()
     summary["steps"] = steps
     summary["step_ms"] = 1e3 * (time.perf_counter() - start) / steps
-    summary["split"] = worker.timer.take()
+    summary["split"] = worker.stats.take_steps()
     if device.startswith("cuda"):
         summary["memory_gib"] = {"allocated": torch.cuda.memory_allocated() / 2**30,
                                  "reserved": torch.cuda.memory_reserved() / 2**30,
@@ -154,11 +157,12 @@ def decode_profile(family: Any, device: str, rows: int, steps: int) -> dict[str,
 def throughput(family: Any, device: str, levels: list[int], tokens: int) -> dict[str, Any]:
     from bench.bench_batching import pages, run_level
     from predictor.config import Settings
+    from predictor.engine.config import EngineConfig
     from predictor.engine.engine import Engine
     from predictor.ocr.service import OcrService
 
-    engine = Engine(family, device, max_batch_size=max(levels), max_batch_tokens=10**8, max_queue=10**4,
-                    request_timeout=3600, max_prefill_batch=4, probe_experts=False)
+    engine = Engine(family, device, config=EngineConfig(max_batch_size=max(levels), max_batch_tokens=10**8,
+                                                        max_queue=10**4, request_timeout=3600, max_prefill_batch=4))
     engine.start()
     service = OcrService(Settings(device=device, max_batch_size=max(levels), max_new_tokens=8192), family, engine)
 
@@ -166,10 +170,10 @@ def throughput(family: Any, device: str, levels: list[int], tokens: int) -> dict
         await run_level(service, pages(1), 1, 4)  # warm-up
         out: dict[str, Any] = {}
         for level in levels:
-            engine.worker.timer.take()
+            engine.stats.take_steps()
             # concurrency 1 on 4 pages (enough for a rate), the others on one page per slot
             out[f"c{level}"] = await run_level(service, pages(max(level, 4)), level, tokens)
-            out[f"c{level}"]["step"] = engine.worker.timer.take()
+            out[f"c{level}"]["step"] = engine.stats.take_steps()
         for level in levels[1:]:
             out[f"speedup_c{level}_over_c{levels[0]}"] = out[f"c{level}"]["tokens_per_s"] / out[f"c{levels[0]}"][
                 "tokens_per_s"]

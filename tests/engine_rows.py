@@ -1,12 +1,24 @@
-"""Run rows through a started engine from a test, each outcome (result or exception) returned in order."""
+"""Engines for tests: ``running_engine()`` builds and starts one; ``run_rows()`` runs rows through it, each outcome
+(result or exception) returned in order."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from predictor.engine.config import EngineConfig
 from predictor.engine.engine import Engine
+
+TEST_LIMITS = dict(max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120.0, max_prefill_batch=1)
+
+
+def running_engine(family: Any, **limits: Any) -> Engine:
+    """A started CPU engine on ``family``; ``limits`` are ``EngineConfig`` fields over ``TEST_LIMITS``."""
+    engine = Engine(family, "cpu", config=EngineConfig(**{**TEST_LIMITS, **limits}))
+    engine.start()
+    return engine
 
 
 def run_rows(engine: Engine, items: Sequence, delays: Sequence[float | Callable[[], bool]] | None = None) -> list:

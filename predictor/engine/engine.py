@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
-from predictor.engine import experts, metrics
+from predictor.engine import metrics
+from predictor.engine.config import EngineConfig
 from predictor.engine.health import Health
+from predictor.engine.stats import EngineStats, Slot
 from predictor.engine.types import Delta, GenerationRequest, GenerationResult, SamplingParams
 from predictor.engine.worker import Worker
 from predictor.errors import NotReady, Overloaded, RequestTimeout
@@ -21,21 +23,15 @@ from predictor.families.base import PreparedPrompt
 
 
 class Engine:
-    def __init__(self, family: Any, device: Any, *, max_batch_size: int, max_batch_tokens: int, max_queue: int,
-                 request_timeout: float, max_prefill_batch: int = 1, prefill_workers: int = 1,
-                 stall_after: float = 120.0, probe_experts: bool | None = None):
-        """``probe_experts``: choose the MoE experts implementation per phase by measuring (default: on CUDA)."""
+    def __init__(self, family: Any, device: Any, *, config: EngineConfig):
         self.family = family
-        self.worker = Worker(family, device, max_batch_size, max_batch_tokens, max_prefill_batch, stall_after,
-                             prefill_workers)
-        self.capacity = max_batch_size + max_queue
-        self.request_timeout = request_timeout
-        self.in_flight = 0
-        self.experts_plan: experts.Plan | None = None
-        if probe_experts if probe_experts is not None else str(device).startswith("cuda"):
-            self.experts_plan = experts.probe(family.model)
-            if self.experts_plan is not None:
-                experts.install(family.model, self.experts_plan)
+        self.config = config
+        self.stats = EngineStats(device)
+        self.worker = Worker(family, device, config=config, stats=self.stats)
+
+    @property
+    def in_flight(self) -> int:
+        return self.stats.in_flight
 
     def health(self) -> Health:
         """Red after an unrecoverable device error, or when the worker stopped ticking with work waiting."""
@@ -47,45 +43,49 @@ class Engine:
     def stop(self) -> None:
         self.worker.stop()
 
-    def reserve(self) -> None:
-        """Take a slot for a request about to be prepared, or refuse with 429 when running + queued is full."""
+    def reserve(self, owner: Hashable | None = None) -> Slot:
+        """Take a slot for a page about to be prepared, or refuse with 429 when running + queued is full.
+
+        ``owner``: the request the page belongs to (its pages take one turn between them, engine/scheduler.py)."""
         health = self.health()
         if not health.ok:
             metrics.REJECTED.labels(reason="unhealthy").inc()
             raise NotReady(f"the engine is unhealthy ({health.reason}); this replica will restart", retry_after=10)
-        if self.in_flight >= self.capacity:
+        if self.stats.in_flight >= self.config.capacity:
             metrics.REJECTED.labels(reason="queue_full").inc()
-            raise Overloaded(f"server is at capacity ({self.capacity} requests in flight); retry later",
+            raise Overloaded(f"server is at capacity ({self.config.capacity} requests in flight); retry later",
                              retry_after=1)
-        self.in_flight += 1
-        metrics.IN_FLIGHT.set(self.in_flight)
+        return self.stats.reserve(owner)
 
-    def release(self) -> None:
-        self.in_flight -= 1
-        metrics.IN_FLIGHT.set(self.in_flight)
+    def release(self, slot: Slot | None = None) -> None:
+        self.stats.release(slot)
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, owner: Hashable | None = None) -> AsyncIterator[Slot]:
         """Hold a slot (``reserve()``) for the body of the block, released however the block ends."""
-        self.reserve()
+        slot = self.reserve(owner)
         try:
-            yield
+            yield slot
         finally:
-            self.release()
+            self.release(slot)
 
     async def events(self, prepared: PreparedPrompt, params: SamplingParams, *, stream: bool,
-                     request_id: str = "") -> AsyncIterator[Delta | GenerationResult]:
+                     request_id: str = "", slot: Slot | None = None) -> AsyncIterator[Delta | GenerationResult]:
         """Yield ``Delta``s (when streaming) and finally one ``GenerationResult``; raise the request's error.
 
-        The caller must hold a slot (``async with engine.slot():``). Closing the iterator early cancels the generation:
-        the row leaves the batch at the next decode step. The engine consumes ``prepared``: its tensors are released
-        once the prompt is prefilled, so prepare again to generate twice.
+        The caller must hold a slot (``async with engine.slot() as slot:``), passed as ``slot`` so that its page
+        takes its request's turn and counts as running once it decodes. Closing the iterator early cancels the
+        generation: the row leaves the batch at the next decode step. The engine consumes ``prepared``: its tensors
+        are released once the prompt is prefilled, so prepare again to generate twice.
         """
         if not prepared.inputs:
             raise ValueError("this prepared prompt was already used (its tensors are released); prepare again")
-        deadline = time.monotonic() + self.request_timeout
+        deadline = time.monotonic() + self.config.request_timeout
         request = GenerationRequest(prepared=prepared, params=params, stream=stream, request_id=request_id,
-                                    loop=asyncio.get_running_loop(), events=asyncio.Queue(), deadline=deadline)
+                                    loop=asyncio.get_running_loop(), events=asyncio.Queue(), deadline=deadline,
+                                    slot=slot)
+        if slot is not None:
+            request.owner = slot.owner
         self.worker.submit(request)
         try:
             while True:
@@ -103,9 +103,9 @@ class Engine:
         finally:
             request.cancelled.set()  # harmless after completion; frees the row when the client went away
 
-    async def generate(self, prepared: PreparedPrompt, params: SamplingParams,
-                       request_id: str = "") -> GenerationResult:
-        async for event in self.events(prepared, params, stream=False, request_id=request_id):
+    async def generate(self, prepared: PreparedPrompt, params: SamplingParams, request_id: str = "",
+                       slot: Slot | None = None) -> GenerationResult:
+        async for event in self.events(prepared, params, stream=False, request_id=request_id, slot=slot):
             if isinstance(event, GenerationResult):
                 return event
         raise RuntimeError("engine ended without a result")  # pragma: no cover - events() always returns one

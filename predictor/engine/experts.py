@@ -142,6 +142,15 @@ def probe(model: Any, sizes: tuple[int, ...] = SIZES, top_k: int | None = None) 
     return plan
 
 
+def probe_and_install(model: Any, sizes: tuple[int, ...] = SIZES) -> Plan | None:
+    """Measure, then route the model's experts through the plan: done once, by loading (``load_runtime``), and by
+    ``bench/gpu_check.py``. None when the model has no dispatchable experts."""
+    plan = probe(model, sizes)
+    if plan is not None:
+        install(model, plan)
+    return plan
+
+
 def _dispatch(module: Any, hidden: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     name = _PLAN.pick(index.numel()) if _PLAN is not None else "eager"
     return _INSTALLED[name](module, hidden, index, weights)

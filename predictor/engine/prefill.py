@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from predictor.engine.config import EngineConfig
 from predictor.engine.types import GenerationRequest
 from predictor.families.base import PreparedPrompt
 
@@ -96,11 +97,11 @@ class Prefiller:
     decode thread only waits (through an event) for the prefill it is about to join, never for one still running.
     """
 
-    def __init__(self, model: Any, device: Any, pad_id: int, workers: int = 1):
+    def __init__(self, model: Any, device: Any, *, pad_id: int, config: EngineConfig):
         self.model = model
         self.device = device
         self.pad_id = pad_id
-        self.workers = max(1, workers)
+        self.workers = max(1, config.prefill_workers)
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ocr-prefill")
         self._local = threading.local()  # each prefill thread's own CUDA stream
         self._gate = threading.Condition()

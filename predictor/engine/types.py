@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,9 @@ class GenerationRequest:
     cancelled: threading.Event = field(default_factory=threading.Event)
     created: float = field(default_factory=time.monotonic)
     deadline: float | None = None
+    # whose request this page belongs to: requests, not pages, take turns in admission (engine/scheduler.py)
+    owner: Hashable = field(default_factory=object)
+    slot: Any = None  # the engine slot (``stats.Slot``) the caller holds, when it passed one
 
     def emit(self, event: Any) -> None:
         """Hand an event (Delta, GenerationResult or an exception) back to the request's event loop."""

@@ -14,8 +14,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -23,41 +21,31 @@ import torch
 
 from predictor.engine import metrics, sampler
 from predictor.engine import rows as rowlib
-from predictor.engine.health import Heartbeat, is_fatal, is_oom
+from predictor.engine.config import EngineConfig
+from predictor.engine.failures import FailurePolicy, stopping
+from predictor.engine.health import Heartbeat
 from predictor.engine.kv import COLUMN_CHUNK, SlotCache
 from predictor.engine.ngram import table_token_ids
-from predictor.engine.prefill import Prefilled, Prefiller
+from predictor.engine.prefill import PARALLEL_IMAGE_VALUES, Prefilled, Prefiller, image_values
 from predictor.engine.rows import Row
-from predictor.engine.timing import StepTimer
+from predictor.engine.scheduler import Scheduler, Turns
+from predictor.engine.stats import EngineStats
 from predictor.engine.types import GenerationRequest
-from predictor.errors import Cancelled, EngineFault, NotReady, OutOfMemory, RequestTimeout
+from predictor.errors import Cancelled, EngineFault
 
 log = logging.getLogger(__name__)
 
 
-def _need(request: GenerationRequest) -> int:
-    """KV-cache positions a request may occupy: its prompt plus its token cap."""
-    return request.prepared.prompt_tokens + request.params.max_new_tokens
-
-
-def _oom() -> OutOfMemory:
-    return OutOfMemory("out of GPU memory; retry later", retry_after=5)
-
-
-def _stopping() -> NotReady:
-    return NotReady("the model is unloading or this server is shutting down; retry", retry_after=1)
-
-
-class Worker:
-    def __init__(self, family: Any, device: Any, max_batch_size: int, max_batch_tokens: int,
-                 max_prefill_batch: int, stall_after: float = 120.0, prefill_workers: int = 1):
+class Worker(FailurePolicy):
+    def __init__(self, family: Any, device: Any, *, config: EngineConfig, stats: EngineStats):
         self.family = family
         self.model = family.model
         self.device = torch.device(device)
-        self.max_batch_size = max_batch_size
-        self.max_batch_tokens = max_batch_tokens
+        self.config = config
+        self.stats = stats
+        self.scheduler = Scheduler(config, cost=lambda r: image_values(r.prepared),
+                                   parallel_limit=PARALLEL_IMAGE_VALUES)
         self.inbox: queue.Queue[GenerationRequest | None] = queue.Queue()
-        self.waiting: deque[GenerationRequest] = deque()
         self.rows: list[Row] = []
         self.batch: SlotCache | None = None
         self.whitelist = table_token_ids(family.tokenizer)
@@ -65,18 +53,16 @@ class Worker:
         self.max_context = family.max_context
         pad = family.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.eos)
-        self.max_prefill_batch = max_prefill_batch
-        self.prefiller = Prefiller(self.model, device, self.pad_id, prefill_workers)
+        self.prefiller = Prefiller(self.model, device, pad_id=self.pad_id, config=config)
         self.pending: list[tuple[futures.Future[list[Prefilled]], list[GenerationRequest]]] = []
-        self.heartbeat = Heartbeat(stall_after)
-        self.timer = StepTimer(device)
+        self.heartbeat = Heartbeat(config.stall_after)
         self._stop = threading.Event()
         self._submit_lock = threading.Lock()  # a request is either in the inbox before stop, or refused at once
         self.thread = threading.Thread(target=self._run, name="ocr-engine", daemon=True)
-        self.steps = 0
-        self.joined = 0
-        self.largest_prefill = 0  # most requests prefilled in one forward (observability, tests)
-        self.peak_rows = 0  # most rows decoding together (tests: admission)
+
+    @property
+    def waiting(self) -> Turns[GenerationRequest]:
+        return self.scheduler.waiting
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
@@ -91,14 +77,14 @@ class Worker:
         self.thread.join(timeout=10)
         self.prefiller.shutdown()
         if not self.thread.is_alive():
-            self._refuse_all(_stopping)  # the loop never ran, or it is gone: nobody else touches the rows now
+            self._refuse_all(stopping)  # the loop never ran, or it is gone: nobody else touches the rows now
         else:
             log.error("the engine thread did not stop within 10 s; its requests end at their own timeout")
 
     def submit(self, request: GenerationRequest) -> None:
         with self._submit_lock:
             if self._stop.is_set():
-                request.emit(_stopping())
+                request.emit(stopping())
                 return
             self.inbox.put(request)
 
@@ -131,49 +117,21 @@ class Worker:
         except queue.Empty:
             return
         while item is not None:
-            self.waiting.append(item)
+            self.scheduler.add(item)
             try:
                 item = self.inbox.get_nowait()
             except queue.Empty:
                 break
-        metrics.QUEUED.set(len(self.waiting))
 
     def _admit(self) -> None:
-        """Move waiting requests into prefill while the padded cache stays within the budget.
-
-        The cache holds rows x longest row (every row is padded to the longest), so that product, not the sum of
-        the rows' lengths, is what must fit in ``max_batch_tokens``. A lone request is always admitted.
-        """
-        admitted: list[GenerationRequest] = []
-        needs = [_need(r.request) for r in self.rows] + [_need(r) for _, group in self.pending for r in group]
-        while self.waiting and len(needs) < self.max_batch_size:
-            request = self.waiting[0]
-            if self._drop_if_dead(request):
-                self.waiting.popleft()
-                continue
-            trial = [*needs, _need(request)]
-            if needs and len(trial) * max(trial) > self.max_batch_tokens:
-                break  # wait for rows to finish
-            needs = trial
-            admitted.append(self.waiting.popleft())
-        groups: dict[Any, list[GenerationRequest]] = {}
-        for request in admitted:
-            groups.setdefault(request.prepared.group_key, []).append(request)
-        for group in groups.values():
-            for start in range(0, len(group), self.max_prefill_batch):
-                chunk = group[start:start + self.max_prefill_batch]
-                self.pending.append((self.prefiller.submit(chunk), chunk))
-        metrics.QUEUED.set(len(self.waiting))
-        metrics.RUNNING.set(len(self.rows))
-
-    def _drop_if_dead(self, request: GenerationRequest) -> bool:
-        if request.cancelled.is_set():
-            request.emit(Cancelled("cancelled"))
-            return True
-        if request.deadline is not None and time.monotonic() > request.deadline:
-            request.emit(RequestTimeout("request timed out while queued"))
-            return True
-        return False
+        """Hand the scheduler's choice of waiting requests to the prefiller (engine/scheduler.py)."""
+        for request, error in self.scheduler.drop_dead():
+            request.emit(error)
+        now = time.monotonic()
+        for group in self.scheduler.admit([r.request for r in self.rows], [group for _, group in self.pending]):
+            for request in group:
+                metrics.WAIT.observe(now - (request.slot.reserved_at if request.slot is not None else request.created))
+            self.pending.append((self.prefiller.submit(group), group))
 
     # ---- prefill -----------------------------------------------------------------------------------------------
 
@@ -212,8 +170,8 @@ class Worker:
         new = []
         for request in outcome.requests:
             row_sampler = sampler.RowSampler(request.params, self.eos, self.whitelist, self.device)
-            new.append(rowlib.new_row(request, row_sampler, self.family.tokenizer, self.eos, self.joined))
-            self.joined += 1
+            new.append(rowlib.new_row(request, row_sampler, self.family.tokenizer, self.eos, self.stats.joined))
+            self.stats.joined += 1
         choice = sampler.choose(outcome.logits, [r.sampler for r in new], [r.generated for r in new])
         length = int(outcome.mask.shape[1])
         for row in new:  # the last fed token is the one before the cap: it lands at column length + cap - 2
@@ -224,7 +182,9 @@ class Worker:
                         choice.tokens)
         first = len(self.rows)
         self.rows.extend(new)
-        self.largest_prefill = max(self.largest_prefill, len(new))
+        for request in outcome.requests:
+            self.stats.decoding(request.slot)
+        self.stats.largest_prefill = max(self.stats.largest_prefill, len(new))
         metrics.PROMPT_TOKENS.inc(sum(r.prepared.prompt_tokens for r in outcome.requests))
         tokens, failed = torch.stack((choice.tokens, choice.failed.long())).tolist()
         self._take(first, tokens, failed)
@@ -232,27 +192,28 @@ class Worker:
     def _reserve(self, like: Any, rows: int, columns: int) -> None:
         """Allocate the slot cache on first use (as large as the budget allows), grow it when needed."""
         if self.batch is None:
-            per_row = min(self.max_context + 1, self.max_batch_tokens // self.max_batch_size)
+            size, budget = self.config.max_batch_size, self.config.max_batch_tokens
+            per_row = min(self.max_context + 1, budget // size)
             per_row = max(per_row // COLUMN_CHUNK * COLUMN_CHUNK, min(COLUMN_CHUNK, self.max_context + 1))
-            self.batch = SlotCache(like, self.max_batch_size, per_row)
+            self.batch = SlotCache(like, size, per_row)
             log.info("KV cache: %d slots x %d positions", self.batch.slot_capacity, self.batch.columns)
-        if self.batch.ensure(rows, columns, self.max_batch_tokens):
+        if self.batch.ensure(rows, columns, self.config.max_batch_tokens):
             log.info("KV cache regrown: %d slots x %d positions", self.batch.slot_capacity, self.batch.columns)
 
     # ---- decode ------------------------------------------------------------------------------------------------
 
     @torch.inference_mode()
     def _step(self) -> None:
-        self._drop_cancelled()
+        self._drop_dead_rows()
         if not self.rows:
             return
         batch = self.batch
         assert batch is not None
         n = batch.rows
-        self.peak_rows = max(self.peak_rows, n)
+        self.stats.peak_rows = max(self.stats.peak_rows, n)
         metrics.BATCH_SIZE.observe(n)
         t0 = time.perf_counter()
-        events = self.timer.events()
+        events = self.stats.timer.events()
         try:
             mask = batch.begin_step()
             f0 = time.perf_counter()
@@ -271,12 +232,12 @@ class Worker:
         except Exception as exc:  # noqa: BLE001
             self._step_failed(exc)
             return
-        self.steps += 1
+        self.stats.steps += 1
         for row in self.rows:
             row.position += 1
         self._take(0, tokens, failed)
         metrics.GENERATED_TOKENS.inc(n)
-        self.timer.add(n, (t0, t1, t2, time.perf_counter()), forward_s, events)
+        self.stats.timer.add(n, (t0, t1, t2, time.perf_counter()), forward_s, events)
 
     def _take(self, first: int, tokens: list[int], failed: list[int]) -> None:
         """Apply chosen tokens to rows ``first..``; finish, fail and remove rows as needed."""
@@ -309,85 +270,15 @@ class Worker:
         if done or broken:
             self._remove(sorted(set(done) | set(broken)))
 
-    def _drop_cancelled(self) -> None:
-        now = time.monotonic()
-        gone = [i for i, r in enumerate(self.rows) if r.request.cancelled.is_set()
-                or (r.request.deadline is not None and now > r.request.deadline)]
-        for i in gone:
-            request = self.rows[i].request
-            cancelled = request.cancelled.is_set()
-            request.emit(Cancelled("cancelled") if cancelled else RequestTimeout("request timed out"))
-            metrics.FINISHED.labels(reason="cancelled" if cancelled else "timeout").inc()
+    def _drop_dead_rows(self) -> None:
+        gone = self.scheduler.dead_rows([r.request for r in self.rows])
+        for i, error in gone:
+            self.rows[i].request.emit(error)
+            metrics.FINISHED.labels(reason="cancelled" if isinstance(error, Cancelled) else "timeout").inc()
         if gone:
-            self._remove(gone)
+            self._remove([i for i, _ in gone])
 
     def _remove(self, indices: list[int]) -> None:
         assert self.batch is not None
         order = self.batch.remove(indices)
         self.rows = [self.rows[i] for i in order]
-        metrics.RUNNING.set(len(self.rows))
-
-    # ---- failures ------------------------------------------------------------------------------------------------
-
-    def _step_failed(self, exc: BaseException) -> None:
-        """A decode step raised: out of memory evicts the newest row; a device error stops the engine."""
-        if is_oom(exc) and len(self.rows) > 1:
-            newest = max(range(len(self.rows)), key=lambda i: self.rows[i].seq)
-            log.warning("out of memory in a decode step at %d rows; evicting the newest", len(self.rows))
-            self.rows[newest].request.emit(_oom())
-            metrics.FINISHED.labels(reason="error").inc()
-            self._remove([newest])
-            self._free_memory()
-            return
-        if not is_oom(exc):
-            log.exception("decode step failed", exc_info=exc)
-        self._device_failed(exc)
-        self._fail_all(_oom if is_oom(exc) else lambda: EngineFault("generation failed inside the model"))
-
-    def _device_failed(self, exc: BaseException) -> None:
-        if is_fatal(exc):
-            log.critical("unrecoverable device error; the engine stops and reports unhealthy: %s", exc)
-            self.heartbeat.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
-
-    def _refuse_all(self, make_error: Callable[[], Exception]) -> None:
-        """Answer every request the worker holds: in the inbox, waiting, being prefilled (their prefill may still be
-        running; its result is dropped) and decoding."""
-        while True:
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                self.waiting.append(item)
-        for _, group in self.pending:
-            for request in group:
-                request.emit(make_error())
-        self.pending = []
-        while self.waiting:
-            self.waiting.popleft().emit(make_error())
-        self._fail_all(make_error)
-        metrics.QUEUED.set(0)
-
-    def _fail_request(self, request: GenerationRequest, exc: BaseException, stage: str) -> None:
-        if is_oom(exc):
-            self._free_memory()
-            request.emit(_oom())
-        else:
-            log.warning("request %s failed in %s: %s: %s", request.request_id, stage, type(exc).__name__, exc)
-            request.emit(EngineFault("the model failed on this input"))
-        metrics.FINISHED.labels(reason="error").inc()
-
-    def _fail_all(self, make_error: Callable[[], Exception]) -> None:
-        """Fail every running row, each with its own exception object (they are raised in different tasks)."""
-        for row in self.rows:
-            row.request.emit(make_error())
-            metrics.FINISHED.labels(reason="error").inc()
-        self.rows = []
-        if self.batch is not None:
-            self.batch.clear()
-        self._free_memory()
-        metrics.RUNNING.set(0)
-
-    def _free_memory(self) -> None:
-        if self.device.type == "cuda" and self.heartbeat.fatal is None:
-            torch.cuda.empty_cache()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from predictor.config import Settings
+from predictor.engine import experts
+from predictor.engine.config import EngineConfig
 from predictor.engine.engine import Engine
 from predictor.errors import LoadError
 from predictor.families.base import LoadSettings, ModelFamily, read_config
@@ -28,6 +30,7 @@ class Runtime:
     family: ModelFamily
     engine: Engine
     service: OcrService
+    experts_plan: experts.Plan | None = None  # the MoE experts implementation chosen per phase (CUDA)
 
 
 def family_classes() -> list[type[ModelFamily]]:
@@ -77,10 +80,16 @@ def load_runtime(settings: Settings) -> Runtime:
     log.info("loading %s from %s", family.name, path)
     family.load(path, LoadSettings(hardware.device, hardware.dtype, hardware.attn_implementation,
                                    hardware.experts_implementation), config)
-    engine = Engine(family, hardware.device, max_batch_size=settings.max_batch_size,
-                    max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
-                    request_timeout=settings.request_timeout, max_prefill_batch=hardware.max_prefill_batch,
-                    prefill_workers=hardware.prefill_workers)
+    # model surgery belongs to loading: measured once on the device, before the engine runs a forward
+    plan = experts.probe_and_install(family.model) if hardware.device.startswith("cuda") else None
+    engine = Engine(family, hardware.device, config=engine_config(settings, hardware))
     engine.start()
     in_prefill = hardware.max_prefill_batch * hardware.prefill_workers
-    return Runtime(settings, hardware, family, engine, OcrService(settings, family, engine, in_prefill))
+    service = OcrService(settings, family, engine, in_prefill)
+    return Runtime(settings, hardware, family, engine, service, plan)
+
+
+def engine_config(settings: Settings, hardware: Hardware) -> EngineConfig:
+    return EngineConfig(max_batch_size=settings.max_batch_size, max_batch_tokens=settings.max_batch_tokens,
+                        max_queue=settings.max_queue, request_timeout=settings.request_timeout,
+                        max_prefill_batch=hardware.max_prefill_batch, prefill_workers=hardware.prefill_workers)

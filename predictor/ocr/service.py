@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
 from PIL import Image
@@ -25,6 +26,7 @@ from predictor.families.base import ModelFamily, PreparedPrompt
 from predictor.ocr import figures, grounding
 from predictor.ocr.aio import cancel_all, gather_or_cancel
 from predictor.ocr.documents import PageInfo, page_info
+from predictor.ocr.gate import FairGate
 from predictor.ocr.options import OcrOptions
 from predictor.ocr.postprocess import PageStream, finish_page
 from predictor.ocr.resolve import Resolver
@@ -41,41 +43,54 @@ class OcrService:
         # A prepared page holds its pixel tensors (~55 MB for a letter page in the v2 family) until it is prefilled.
         # Pages beyond the running batch plus what the prefill workers take at once wait here unprepared, holding only
         # their engine slot: a 32-page PDF or a full queue then costs a bounded amount of memory, not one prepared
-        # page per queued page (measured: 32-page PDF peak RSS 2.9 GB -> 1.9 GB over idle on CPU).
-        self.in_work = asyncio.Semaphore(settings.max_batch_size + max(in_prefill, 1))
+        # page per queued page (measured: 32-page PDF peak RSS 2.9 GB -> 1.9 GB over idle on CPU). Requests take
+        # turns for these places, as for prefill (engine/scheduler.py), and one request holds all but one of them, so
+        # the next request starts at once instead of after a page of the PDF ahead of it.
+        places = settings.max_batch_size + max(in_prefill, 1)
+        self.in_work = FairGate(places, per_owner=places - 1)
+        # Rendering and preparing a page is CPU work in a thread of the default pool, which parsing requests uses too:
+        # run a few at a time, in turns by request, so a PDF's pages neither fill that pool (a request arriving
+        # behind them would wait for all of them to be parsed) nor slow each other down all at once; one more
+        # place than one request may hold lets the next request's page start at once.
+        preparing = max(2, in_prefill, (os.cpu_count() or 2) // 2)
+        self.preparing = FairGate(preparing + 1, per_owner=preparing)
 
     # ---- one page ---------------------------------------------------------------------------------------------
 
-    async def _prepare(self, image: Image.Image, options: ResolvedOptions) -> tuple[PreparedPrompt, SamplingParams]:
-        prepared = await asyncio.to_thread(self.family.prepare, image, options.prompt, options.image)
-        return prepared, options.sampling(prepared.prompt_tokens, self.family.max_context)
+    async def _prepare(self, page: Page, options: ResolvedOptions,
+                       owner: Hashable) -> tuple[Image.Image, PreparedPrompt, SamplingParams]:
+        async with self.preparing.hold(owner):
+            image = await _pixels(page)
+            prepared = await asyncio.to_thread(self.family.prepare, image, options.prompt, options.image)
+        return image, prepared, options.sampling(prepared.prompt_tokens, self.family.max_context)
 
     async def run(self, page: Page, options: ResolvedOptions | OcrOptions, request_id: str = "",
-                  number: int | None = None) -> OcrOutput:
+                  number: int | None = None, owner: Hashable | None = None) -> OcrOutput:
         """OCR one page. Raw ``OcrOptions`` are resolved first (as for an image). ``number``: the page's 1-based
-        number in the request's output (its number in its document by default)."""
+        number in the request's output (its number in its document by default). ``owner``: the request the page
+        belongs to (the pages of one request take one turn between them); default: a request of its own."""
         if isinstance(options, OcrOptions):
             options = self.resolver.options(options)
         info = page_info(page)
-        async with self.engine.slot(), self.in_work:
+        owner = owner if owner is not None else object()
+        async with self.engine.slot(owner) as slot, self.in_work.hold(owner):
             started = time.monotonic()
-            image = await _pixels(page)
-            prepared, params = await self._prepare(image, options)
-            result = await self.engine.generate(prepared, params, request_id)
+            image, prepared, params = await self._prepare(page, options, owner)
+            result = await self.engine.generate(prepared, params, request_id, slot=slot)
         return await self._finish(image, options, result, started, info, number or info.number)
 
     async def stream_page(self, page: Page, options: ResolvedOptions, request_id: str = "",
-                          number: int | None = None) -> AsyncIterator[str | OcrOutput]:
+                          number: int | None = None, owner: Hashable | None = None) -> AsyncIterator[str | OcrOutput]:
         """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
         info = page_info(page)
         number = number or info.number
-        async with self.engine.slot(), self.in_work:
+        owner = owner if owner is not None else object()
+        async with self.engine.slot(owner) as slot, self.in_work.hold(owner):
             started = time.monotonic()
-            image = await _pixels(page)
-            prepared, params = await self._prepare(image, options)
+            image, prepared, params = await self._prepare(page, options, owner)
             cleaner = None if options.raw or options.labels_are_text else PageStream(image, options, number - 1)
             raw = ""
-            events = self.engine.events(prepared, params, stream=True, request_id=request_id)
+            events = self.engine.events(prepared, params, stream=True, request_id=request_id, slot=slot)
             try:
                 async for event in events:
                     if isinstance(event, Delta) and options.labels_are_text:
@@ -119,9 +134,12 @@ class OcrService:
 
     # ---- documents --------------------------------------------------------------------------------------------
 
-    async def run_documents(self, documents: list[Document], request_id: str = "") -> OcrOutput:
-        """Every page of ``documents`` concurrently, merged into one output (pages numbered across documents)."""
-        outputs = await gather_or_cancel(*(self.run(page, options, request_id, number)
+    async def run_documents(self, documents: list[Document], request_id: str = "",
+                            owner: Hashable | None = None) -> OcrOutput:
+        """Every page of ``documents`` concurrently, merged into one output (pages numbered across documents).
+        ``owner``: the request they belong to, when it holds more than these documents."""
+        owner = owner if owner is not None else object()
+        outputs = await gather_or_cancel(*(self.run(page, options, request_id, number, owner)
                                          for page, options, number in _numbered(documents)))
         figures.within_budget(list(outputs), self.settings.max_response_bytes)
         return merge_pages(list(outputs))
@@ -134,7 +152,8 @@ class OcrService:
         until their turn. Closing early cancels every page."""
         pages = _numbered(documents)
         queues: list[asyncio.Queue[Any]] = [asyncio.Queue() for _ in pages]
-        tasks = [asyncio.create_task(self._pump(image, options, request_id, queue, number))
+        owner = object()  # the pages of this request take one turn between them
+        tasks = [asyncio.create_task(self._pump(image, options, request_id, queue, number, owner))
                  for (image, options, number), queue in zip(pages, queues, strict=True)]
         outputs: list[OcrOutput] = []
         try:
@@ -156,8 +175,8 @@ class OcrService:
                 await cancel_all(tasks)
 
     async def _pump(self, page: Page, options: ResolvedOptions, request_id: str,
-                    queue: asyncio.Queue[Any], number: int | None = None) -> None:
-        stream = self.stream_page(page, options, request_id, number)
+                    queue: asyncio.Queue[Any], number: int | None = None, owner: Hashable | None = None) -> None:
+        stream = self.stream_page(page, options, request_id, number, owner)
         try:
             async for item in stream:
                 queue.put_nowait(item)

@@ -5,8 +5,8 @@ catalogue (every bad input a 4xx naming the field, a good request answering afte
 requests against a queue of 64 and of 256), disconnects (50 streaming + 20 non-streaming clients leaving),
 poison (a hostile request among good ones), shutdown (SIGTERM with requests in flight), PDF memory (peak RSS),
 grace (SIGTERM with long requests on every protocol past a 3 s grace), hangups (300 clients closing mid-body),
-binary (v2 REST binary extension bodies), headofline (a short request behind a 32-page PDF), gauges (in_flight ==
-queued + running under load). ``--only`` picks sections. Not part of `make test`; docs/RELIABILITY.md records a run.
+binary (v2 REST binary extension bodies), fairness (a short request behind a 32-page PDF; in_flight == queued +
+running during it). ``--only`` picks sections. Not part of `make test`; docs/RELIABILITY.md records a run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -177,16 +177,17 @@ async def _sigterm(srv: Server, grace: int) -> tuple[list[int], int, int, int | 
 
 
 SECTIONS = ("catalogue", "load", "disconnects", "poison", "shutdown", "pdf", "grace", "hangups", "binary",
-            "headofline", "gauges")
+            "fairness")
 
 
-def report(figures: Iterator[tuple[str, str, bool]]) -> None:
+def report(figures: Iterable[tuple[str, str, bool]]) -> None:
     for name, value, ok in figures:
         figure(name, value, ok)
 
 
 def run_issue24_sections(wanted: set[str], model_dir: str, logs: Path) -> None:
-    """Issue 24's scenarios: grace expiry, mid-body hang-ups, binary extension, head-of-line, gauge sum."""
+    """Issue 24's scenarios: grace expiry, mid-body hang-ups, binary extension; head-of-line and gauge sum
+    (``fairness``, tests/soak/fairness.py)."""
     if "grace" in wanted:
         report(grace.run(model_dir, logs))
     if wanted & {"hangups", "binary"}:
@@ -195,12 +196,9 @@ def run_issue24_sections(wanted: set[str], model_dir: str, logs: Path) -> None:
                 report(hangups.run(srv))
             if "binary" in wanted:
                 report(binary_ext.run(srv))
-    if "headofline" in wanted:
-        with serving(model_dir, logs, "headofline") as srv:
-            report(fairness.head_of_line(srv))
-    if "gauges" in wanted:
-        with serving(model_dir, logs, "gauges", "--max_queue", "256") as srv:
-            report(fairness.gauge_sum(srv))
+    if "fairness" in wanted:
+        with serving(model_dir, logs, "fairness") as srv:
+            report(fairness.run(srv))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -208,7 +208,8 @@ class OcrModel(kserve.Model):
             runtime = self.require_runtime()
             if parsed.stream:
                 return self._stream_v1(runtime, parsed)
-            outputs = await gather_or_cancel(*(runtime.service.run_documents([document])
+            owner = object()  # the instances of one request take one turn between them
+            outputs = await gather_or_cancel(*(runtime.service.run_documents([document], owner=owner)
                                               for document in parsed.documents))
             # One response for all instances: their crops share one budget, as each document's pages do.
             within_budget([page for output in outputs for page in output.page_outputs],

@@ -9,19 +9,20 @@ import threading
 import pytest
 import torch
 
+from predictor.engine.config import EngineConfig
 from predictor.engine.engine import Engine
 from predictor.engine.prefill import PARALLEL_IMAGE_VALUES, image_values
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.errors import EngineFault, Overloaded
 from predictor.families.base import ImageOptions
 from tests.conftest import page_image
+from tests.engine_rows import running_engine
 
 
 def _engine(family, **kw) -> Engine:
     args = dict(max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120.0, max_prefill_batch=4)
     args.update(kw)
-    engine = Engine(family, "cpu", **args)
-    engine.start()
+    engine = running_engine(family, **args)
     return engine
 
 
@@ -57,8 +58,8 @@ def test_greedy_tokens_identical_alone_and_batched(family):
         assert len(a.token_ids) == n
         assert a.token_ids == b.token_ids
         assert a.text == b.text
-    assert engine.worker.steps > 0
-    assert engine.worker.largest_prefill > 1  # requests that arrived together were prefilled together
+    assert engine.stats.steps > 0
+    assert engine.stats.largest_prefill > 1  # requests that arrived together were prefilled together
 
 
 def test_matches_transformers_generate(family):
@@ -101,7 +102,8 @@ def test_poisoned_request_fails_alone(family):
 
 
 def test_queue_full_is_429(family):
-    engine = Engine(family, "cpu", max_batch_size=1, max_batch_tokens=10_000, max_queue=1, request_timeout=60)
+    engine = Engine(family, "cpu", config=EngineConfig(max_batch_size=1, max_batch_tokens=10_000, max_queue=1,
+                                                       request_timeout=60))
 
     async def scenario():
         async with engine.slot():
@@ -311,4 +313,4 @@ def test_pages_with_tiles_are_encoded_one_at_a_time(family):
     finally:
         engine.stop()
     assert [len(r.token_ids) for r in results] == [4, 4]
-    assert engine.worker.prefiller.most_at_once == 1 and engine.worker.largest_prefill == 1
+    assert engine.worker.prefiller.most_at_once == 1 and engine.stats.largest_prefill == 1

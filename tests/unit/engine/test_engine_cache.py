@@ -14,6 +14,7 @@ from predictor.engine.kv import SlotCache
 from predictor.engine.types import SamplingParams
 from predictor.families.base import ImageOptions
 from tests.conftest import page_image
+from tests.engine_rows import running_engine
 
 HEADS, DIM = 2, 4
 
@@ -85,20 +86,18 @@ def _params(n: int) -> SamplingParams:
 
 
 def test_decode_steps_joins_and_leaves_keep_the_cache_storage(family):
-    engine = Engine(family, "cpu", max_batch_size=4, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
-                    max_prefill_batch=1)
-    engine.start()
+    engine = running_engine(family, max_batch_size=4)
     prepared = family.prepare(page_image((640, 200), "slots"), "<image>\nFree OCR.", ImageOptions())
     try:
         _run(engine, [(prepared, _params(3))])  # the first join allocates the slots
         storage = engine.worker.batch.storage()
-        steps = engine.worker.steps
+        steps = engine.stats.steps
         # rows of different lengths arriving at different times: joins and leaves in the middle of decoding
         lengths = [400, 30, 300, 20, 350]
         results = _run(engine, [(prepared, _params(n)) for n in lengths], delays=[0, 0, 0.05, 0.1, 0.2])
         assert [len(r.token_ids) for r in results] == lengths
-        assert engine.worker.steps - steps >= 399
-        assert engine.worker.peak_rows > 1
+        assert engine.stats.steps - steps >= 399
+        assert engine.stats.peak_rows > 1
         assert engine.worker.batch.storage() == storage
     finally:
         engine.stop()
@@ -110,14 +109,12 @@ def test_admission_budgets_rows_times_the_longest_row(family):
     long_need, short_need = prepared.prompt_tokens + 600, prepared.prompt_tokens + 5
     budget = 2 * long_need
     assert long_need + 3 * short_need <= budget  # the old rule (sum of rows) would run all four together
-    engine = Engine(family, "cpu", max_batch_size=4, max_batch_tokens=budget, max_queue=8, request_timeout=120,
-                    max_prefill_batch=1)
-    engine.start()
+    engine = running_engine(family, max_batch_size=4, max_batch_tokens=budget)
     try:
         items = [(prepared, _params(600))] + [(prepared, _params(5))] * 3
         results = _run(engine, items, delays=[0, 0.3, 0.3, 0.3])
         assert [len(r.token_ids) for r in results] == [600, 5, 5, 5]
-        assert engine.worker.peak_rows == 2  # the long row plus one short row at a time
+        assert engine.stats.peak_rows == 2  # the long row plus one short row at a time
         assert engine.worker.batch.positions_held <= budget
     finally:
         engine.stop()
@@ -128,8 +125,7 @@ def test_a_decoding_row_holds_no_pixels(family):
     import gc
     import weakref
 
-    engine = Engine(family, "cpu", max_batch_size=2, max_batch_tokens=100_000, max_queue=2, request_timeout=120)
-    engine.start()
+    engine = running_engine(family, max_batch_size=2, max_queue=2)
     prepared = family.prepare(page_image((640, 200), "pixels"), "<image>\nFree OCR.", ImageOptions())
     pixels = weakref.ref(prepared.inputs["pixel_values"])
 

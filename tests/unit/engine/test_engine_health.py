@@ -16,7 +16,7 @@ from predictor.engine.types import SamplingParams
 from predictor.errors import EngineFault, NotReady, OutOfMemory
 from predictor.families.base import ImageOptions
 from tests.conftest import page_image
-from tests.engine_rows import run_rows
+from tests.engine_rows import run_rows, running_engine
 
 
 def test_error_classification():
@@ -41,9 +41,7 @@ def test_heartbeat_turns_red_on_stall_only_with_work_waiting():
 
 
 def _engine(family) -> Engine:
-    engine = Engine(family, "cpu", max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
-                    max_prefill_batch=1)
-    engine.start()
+    engine = running_engine(family)
     return engine
 
 
@@ -117,9 +115,7 @@ def test_sticky_device_error_turns_the_engine_unhealthy(family):
 def test_stop_fails_running_and_waiting_requests_at_once(family):
     """Unloading the model (or a shutdown past its grace) stops the engine: every request it still holds gets a
     503 right away instead of hanging until its own timeout (120 s here)."""
-    engine = Engine(family, "cpu", max_batch_size=1, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
-                    max_prefill_batch=1)
-    engine.start()
+    engine = running_engine(family, max_batch_size=1)
     prepared = family.prepare(page_image((640, 200), "stop"), "<image>\nFree OCR.", ImageOptions())
 
     async def main():

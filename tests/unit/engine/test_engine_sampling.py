@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from predictor.engine.engine import Engine
 from predictor.engine.types import SamplingParams
 from predictor.errors import EngineFault
 from predictor.families.base import ImageOptions
 from tests.conftest import page_image
-from tests.engine_rows import run_rows
+from tests.engine_rows import run_rows, running_engine
 
 
 def _params(n: int, **kw) -> SamplingParams:
@@ -18,9 +17,7 @@ def _params(n: int, **kw) -> SamplingParams:
 
 def test_overflowing_temperature_is_greedy_and_harms_nobody(family):
     """Issue: four long requests plus one with temperature 2e-39 all answered 500 (NaN -> multinomial raised)."""
-    engine = Engine(family, "cpu", max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
-                    max_prefill_batch=4)
-    engine.start()
+    engine = running_engine(family, max_prefill_batch=4)
     prepared = [family.prepare(page_image((640, 200), f"row {i}"), "<image>\nFree OCR.", ImageOptions())
                 for i in range(5)]
     try:
@@ -38,9 +35,7 @@ def test_overflowing_temperature_is_greedy_and_harms_nobody(family):
 
 def test_a_row_without_a_valid_distribution_fails_alone(family):
     """temperature=inf turns banned logits into -inf/inf = NaN: that row fails with its own error, the rest finish."""
-    engine = Engine(family, "cpu", max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
-                    max_prefill_batch=4)
-    engine.start()
+    engine = running_engine(family, max_prefill_batch=4)
     prepared = [family.prepare(page_image((640, 200), f"row {i}"), "<image>\nFree OCR.", ImageOptions())
                 for i in range(3)]
     try:
@@ -74,9 +69,7 @@ def test_choose_flags_nan_rows_without_raising():
 
 def test_seeded_sampling_is_reproducible_alone_and_batched(family):
     """Each sampled row draws with its own generator; a top-p row batched with others changes nobody's draws."""
-    engine = Engine(family, "cpu", max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
-                    max_prefill_batch=4)
-    engine.start()
+    engine = running_engine(family, max_prefill_batch=4)
     prepared = [family.prepare(page_image((640, 200), f"seed {i}"), "<image>\nFree OCR.", ImageOptions())
                 for i in range(3)]
     items = [(prepared[0], _params(30, temperature=0.9, seed=7)),

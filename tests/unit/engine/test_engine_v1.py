@@ -9,11 +9,11 @@ import copy
 import pytest
 import torch
 
-from predictor.engine.engine import Engine
 from predictor.engine.types import SamplingParams
 from predictor.families.base import ImageOptions, LoadSettings
 from predictor.families.v1.family import DeepseekOcrV1Family
 from tests.conftest import page_image
+from tests.engine_rows import running_engine
 
 CASES = [((640, 200), "tiny", 14), ((900, 500), "gundam", 9), ((500, 700), "base", 11)]
 
@@ -31,9 +31,7 @@ def test_v1_tokens_match_generate_alone_and_batched(tiny_v1_dir, attn):
             out = family.model.generate(**p.inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False)
         expected.append(out[0, p.prompt_tokens:].tolist())
 
-    engine = Engine(family, "cpu", max_batch_size=8, max_batch_tokens=100_000, max_queue=8, request_timeout=120,
-                    max_prefill_batch=4)
-    engine.start()
+    engine = running_engine(family, max_prefill_batch=4)
 
     async def run(items):
         async def one(p, n):
