@@ -74,7 +74,7 @@ bench-fairness: install ## head-of-line: a 50-token request 1 s after a 32-page 
 	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_fairness.py
 
 soak: ## reliability suite on the tiny model, loopback only (5-10 min; not part of `make test`; see docs/RELIABILITY.md)
-	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m tests.soak.run_soak
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m tests.soak.run_soak $(SOAK_ARGS)
 
 clean:
 	rm -rf .cache build dist *.egg-info .pytest_cache .ruff_cache
