@@ -6,7 +6,7 @@ DEMO_DIR ?= .cache/tiny-deepseek-ocr2
 MODEL_ID ?= deepseek-ai/DeepSeek-OCR
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install run demo demo-serve test test-fast test-unit test-api test-e2e test-interop test-ray ray-run chart-test clone-test image-test lint bench bench-fairness soak clean
+.PHONY: help install run demo demo-serve test test-fast test-unit test-api test-e2e test-interop test-browser test-ray ray-run chart-test clone-test image-test lint bench bench-fairness soak clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,6 +16,7 @@ install: ## install the package, test tools, interop clients and Ray Serve (CPU 
 	# one pip run for the project and its extras: ray[serve] resolved alone upgrades protobuf past kserve's pin
 	$(PYTHON) -m pip install -q -e ".[test,ray,interop]"
 	$(PYTHON) scripts/pip_check.py test,ray,interop
+	bash scripts/install-browser.sh  # Debian chromium + chromium-driver for test-browser, where missing
 
 run: install ## serve $(MODEL_ID) (downloaded from the hub); offline, says so and serves the tiny demo
 	MODEL_ID=$(MODEL_ID) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) PYTHON=$(PYTHON) bash scripts/run.sh
@@ -26,7 +27,7 @@ demo-serve:
 	$(PYTHON) -m predictor.testing.tiny --family v2 $(DEMO_DIR) >/dev/null
 	HF_HUB_OFFLINE=1 $(PYTHON) -m predictor --model_dir $(DEMO_DIR) --device cpu --http_port $(PORT) --grpc_port $(GRPC_PORT)
 
-test: install lint test-unit test-api test-e2e test-interop chart-test clone-test test-ray ## everything CI runs
+test: install lint test-unit test-api test-e2e test-interop test-browser chart-test clone-test test-ray ## everything CI runs
 
 test-fast: lint ## lint + unit + api tiers without the tests marked slow (a few minutes; no install, no servers)
 	$(PYTHON) -m pytest -q -m "not slow" tests/unit tests/api
@@ -42,6 +43,9 @@ test-e2e:
 
 test-interop: ## client packages nobody here wrote (tritonclient, kserve, openai, LangChain, LiteLLM) vs a real server
 	$(PYTHON) -m pytest -q tests/interop
+
+test-browser: ## the playground page (/ui) in headless Chromium against real servers on the tiny checkpoint
+	$(PYTHON) -m pytest -q tests/browser
 
 test-ray: ## Ray Serve tier: a real local Ray (2 CPUs, no dashboard), ~5 min
 	RAY_TESTS_REQUIRED=1 $(PYTHON) -m pytest -q tests/ray
@@ -71,7 +75,7 @@ bench-fairness: install ## head-of-line: a 50-token request 1 s after a 32-page 
 	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_fairness.py
 
 soak: ## reliability suite on the tiny model, loopback only (5-10 min; not part of `make test`; see docs/RELIABILITY.md)
-	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m tests.soak.run_soak
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m tests.soak.run_soak $(SOAK_ARGS)
 
 clean:
 	rm -rf .cache build dist *.egg-info .pytest_cache .ruff_cache

@@ -30,20 +30,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"python -m predictor: error: {exc} (see --help)", file=sys.stderr)
         return 2
-    serve(settings, args)
-    return 0
+    return serve(settings, args)
 
 
-def serve(settings: Settings, args: argparse.Namespace) -> None:
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve until shut down; the exit status: 0, or ``EXIT_CUT`` when requests were cut at the end of the grace."""
     import kserve
     from kserve import model_server
 
     from predictor.app import build_app, install_server
     from predictor.protocols.kserve.model import OcrModel
+    from predictor.server import drain
 
     model = OcrModel(settings)
     # kserve's REST server serves its module-level app and adds its own routes to it when it starts.
-    build_app(settings, model, app=model_server.app, kserve_routes=False, docs=args.enable_docs_url)
+    app = build_app(settings, model, app=model_server.app, kserve_routes=False, docs=args.enable_docs_url)
     # kserve hands its module-level args to the gRPC server: raise its 8 MiB message cap to our body limit.
     for key in ("grpc_max_send_message_length", "grpc_max_receive_message_length"):
         setattr(model_server.args, key, max(settings.max_body_bytes, getattr(args, key)))
@@ -55,6 +56,10 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     install_server(server, model)  # registers the model under every served name
     log.info("serving %s as %s (model source: %s)", "DeepSeek-OCR", settings.all_model_names, settings.model_source)
     server.start([model])
+    cut = app.state.drainer.cut
+    if cut:
+        log.warning("exiting with status %d: %d requests were cut at the end of --shutdown_grace", drain.EXIT_CUT, cut)
+    return drain.EXIT_CUT if cut else 0
 
 
 def _log_like_kserve() -> None:

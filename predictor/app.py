@@ -1,5 +1,6 @@
 """The one place that wires the HTTP app around one model: our OpenAI routes (under the OpenAI prefix and
-``/v1``), ``/health``, KServe's v1/v2 REST routes, liveness, ``/metrics``, the error handlers and the body limit.
+``/v1``), ``/health``, the playground page (``/ui``), KServe's v1/v2 REST routes, liveness, ``/metrics``, the
+error handlers and the body limit.
 
 The server (``python -m predictor``), the in-process API tests and the Ray Serve deployment all build the app
 here, so a route or a handler added once is served everywhere. Building the app loads nothing: weights load in
@@ -37,6 +38,10 @@ def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI
     install_routes(app, model, docs=docs)
     _add_liveness(app, model)  # before KServe's, which answers "alive" whatever the engine's state
     app.state.kserve_plane = _add_kserve_routes(app, model) if kserve_routes else None
+    if settings.ui:  # last: no API path is matched against the page's routes before its own
+        from predictor import ui
+
+        ui.register(app, model)
     http_errors.install(app)
     app.state.drainer = install_http(app, model, settings)
     app.state.model = model

@@ -80,6 +80,7 @@ class Settings:
     api_key_file: str | None = None
     metrics_auth: bool = False
     enable_repository_extension: bool = False
+    ui: bool = True
     shutdown_grace: float = 30.0
     http_port: int = 8080
     grpc_port: int = 8081
@@ -193,6 +194,7 @@ _HELP = {
     "api_key_file": "file with one API key per line (a mounted Secret); adds to --api_key",
     "metrics_auth": "whether /metrics needs the API key too",
     "enable_repository_extension": "allow model load/unload over /v2/repository and gRPC (off: 403)",
+    "ui": "serve the playground page at /ui (static files; it calls the same APIs, with the key when one is set)",
     "shutdown_grace": "seconds in-flight requests may take to finish after SIGTERM (readiness turns 503 at once)",
 }
 

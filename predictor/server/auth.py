@@ -6,6 +6,8 @@ mounted Secret); several keys let a deployment rotate them. A request presents `
 only as SHA-256 digests and compared in constant time; neither keys nor presented values are ever logged.
 
 Liveness and readiness stay open because Kubernetes probes send no key; ``--metrics_auth`` decides ``/metrics``.
+The playground's static files and its config (``GET /ui...``, when ``--ui`` is on) are open too: the page has to
+load before it can ask for a key, and every call it then makes carries one.
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ def load_keys(settings: Settings) -> list[str]:
 
 
 class KeyChecker:
-    def __init__(self, keys: Iterable[str], metrics_auth: bool = False):
+    def __init__(self, keys: Iterable[str], metrics_auth: bool = False, ui: bool = False):
         self._digests = [_digest(k) for k in keys]
         self.metrics_auth = metrics_auth
+        self.ui = ui
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyChecker:
-        return cls(load_keys(settings), settings.metrics_auth)
+        return cls(load_keys(settings), settings.metrics_auth, settings.ui)
 
     @property
     def enabled(self) -> bool:
@@ -61,6 +64,8 @@ class KeyChecker:
     def is_open(self, method: str, path: str) -> bool:
         if path == "/metrics":
             return not self.metrics_auth
+        if self.ui and method in ("GET", "HEAD") and (path == "/ui" or path.startswith("/ui/")):
+            return True
         return method in ("GET", "HEAD") and is_probe(path)
 
     def check(self, authorization: str | None, api_key: str | None = None) -> None:

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from predictor.errors import EngineFault, InvalidRequest, PayloadTooLarge, PredictorError
@@ -142,6 +143,8 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracked_send)
+        except ClientDisconnect:
+            raise  # the client is gone: not a failure (predictor.server.disconnect answers for it)
         except Exception:
             headers = dict(scope.get("headers") or [])
             rid = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex

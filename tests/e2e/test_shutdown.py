@@ -54,7 +54,7 @@ def test_sigterm_drains_in_flight_requests(tiny_v2_dir, tmp_path):
         elapsed = time.monotonic() - sent
     assert ready.status_code == 503 and live.status_code == 200
     assert refused.status_code == 503 and refused.headers["retry-after"]
-    assert refused.json()["error"]["code"] == "model_not_ready"
+    assert refused.json()["error"]["code"] == "draining"  # the state /health names too
     assert [r.status_code for r in results] == [200] * 4, [r.text[:200] for r in results]
     assert all(r.json()["predictions"][0]["usage"]["completion_tokens"] == 300 for r in results)
     assert code == 0, srv.log()

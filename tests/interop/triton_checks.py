@@ -87,7 +87,8 @@ def test_http_infer_all_outputs_binary_by_default(http, expected):
     image.set_data_from_numpy(np.array([PNG], dtype=object), binary_data=True)
     result = http.infer(MODEL, [image], parameters=PARAMS)
     assert _text(result) == expected
-    assert {o["name"] for o in result.get_response()["outputs"]} == {"text", "finish_reason", "blocks", "usage"}
+    names = {o["name"] for o in result.get_response()["outputs"]}
+    assert names == {"text", "finish_reason", "blocks", "usage", "pages"}
 
 
 @pytest.mark.parametrize("value", [PNG, B64.encode()], ids=["raw-bytes", "base64"])

@@ -184,3 +184,12 @@ def test_kserve_v2_grpc_metadata_equals_rest(ocr_app, ray_cluster):
             (t["name"], t["datatype"], t["shape"]) for t in rest[key]]
     assert list(server.extensions) == httpx.get(f"{ocr_app}/v2", timeout=10).json()["extensions"]
     assert "model_repository_extension" not in server.extensions
+
+
+def test_the_playground_page_is_served_through_serve(ocr_app, reference):
+    for path in ("/ui", "/ui/app.js", "/ui/request.js", "/ui/view.js", "/ui/app.css"):
+        served = httpx.get(ocr_app + path, timeout=30)
+        assert served.status_code == 200 and served.content == reference.get(path).content, path
+    config = httpx.get(ocr_app + "/ui/config.json", timeout=30).json()
+    assert config["ready"] is True and config["models"] == [MODEL, "ocr-alias"]
+    assert config["limits"]["max_body_bytes"] == reference.get("/ui/config.json").json()["limits"]["max_body_bytes"]

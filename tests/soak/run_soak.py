@@ -3,8 +3,10 @@
 Prints one figure per line (``name: value``) and exits non-zero when a figure misses its bound. Sections:
 catalogue (every bad input a 4xx naming the field, a good request answering after each), load (200 concurrent
 requests against a queue of 64 and of 256), disconnects (50 streaming + 20 non-streaming clients leaving),
-poison (a hostile request among good ones), shutdown (SIGTERM with requests in flight), PDF memory (peak RSS).
-Not part of `make test`; docs/RELIABILITY.md records a run.
+poison (a hostile request among good ones), shutdown (SIGTERM with requests in flight), PDF memory (peak RSS),
+grace (SIGTERM with long requests on every protocol past a 3 s grace), hangups (300 clients closing mid-body),
+binary (v2 REST binary extension bodies), fairness (a short request behind a 32-page PDF; in_flight == queued +
+running during it). ``--only`` picks sections. Not part of `make test`; docs/RELIABILITY.md records a run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +26,7 @@ import httpx
 from tests.e2e import catalogue as cat
 from tests.e2e.metrics_probe import generated, in_flight, wait_idle
 from tests.e2e.server import Server, served, start_server
-from tests.soak import fairness, pdf_memory
+from tests.soak import binary_ext, fairness, grace, hangups, pdf_memory
 
 FAILURES: list[str] = []
 
@@ -174,12 +176,37 @@ async def _sigterm(srv: Server, grace: int) -> tuple[list[int], int, int, int | 
     return statuses, new.status_code, ready.status_code, code, time.monotonic() - sent
 
 
+SECTIONS = ("catalogue", "load", "disconnects", "poison", "shutdown", "pdf", "grace", "hangups", "binary",
+            "fairness")
+
+
+def report(figures: Iterable[tuple[str, str, bool]]) -> None:
+    for name, value, ok in figures:
+        figure(name, value, ok)
+
+
+def run_issue24_sections(wanted: set[str], model_dir: str, logs: Path) -> None:
+    """Issue 24's scenarios: grace expiry, mid-body hang-ups, binary extension; head-of-line and gauge sum
+    (``fairness``, tests/soak/fairness.py)."""
+    if "grace" in wanted:
+        report(grace.run(model_dir, logs))
+    if wanted & {"hangups", "binary"}:
+        with serving(model_dir, logs, "hangups") as srv:
+            if "hangups" in wanted:
+                report(hangups.run(srv))
+            if "binary" in wanted:
+                report(binary_ext.run(srv))
+    if "fairness" in wanted:
+        with serving(model_dir, logs, "fairness") as srv:
+            report(fairness.run(srv))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*",
-                        help="sections to run (catalogue load disconnects poison shutdown pdf fairness)")
+    parser.add_argument("--only", nargs="*", choices=SECTIONS, metavar="SECTION",
+                        help=f"sections to run (default: all): {' '.join(SECTIONS)}")
     args = parser.parse_args(argv)
-    wanted = set(args.only or ["catalogue", "load", "disconnects", "poison", "shutdown", "pdf", "fairness"])
+    wanted = set(args.only or SECTIONS)
     from predictor.testing.tiny import build
 
     started = time.monotonic()
@@ -205,12 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             section_shutdown(model_dir, logs)
         if "pdf" in wanted:
             with serving(model_dir, logs, "pdf") as srv:
-                for name, value, ok in pdf_memory.run(srv):
-                    figure(name, value, ok)
-        if "fairness" in wanted:
-            with serving(model_dir, logs, "fairness") as srv:
-                for name, value, ok in fairness.run(srv):
-                    figure(name, value, ok)
+                report(pdf_memory.run(srv))
+        run_issue24_sections(wanted, model_dir, logs)
     figure("soak: wall time", f"{time.monotonic() - started:.0f} s")
     print("soak: " + ("all figures within bounds" if not FAILURES else f"FAILED: {', '.join(FAILURES)}"))
     return 1 if FAILURES else 0

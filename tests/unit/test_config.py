@@ -74,3 +74,11 @@ def test_prefill_workers_auto_and_explicit(monkeypatch):
     assert "prefill_workers=2" in choose_hardware(_settings(["--device", "cpu"])).description
     with pytest.raises(ConfigError, match="--prefill_workers"):
         _settings(["--prefill_workers", "-1"])
+
+
+def test_the_playground_is_on_by_default_and_off_by_flag_or_environment(monkeypatch):
+    assert _settings([]).ui is True
+    assert _settings(["--ui", "false"]).ui is False
+    assert _settings([], monkeypatch, {"PREDICTOR_UI": "off"}).ui is False
+    with pytest.raises(SystemExit):
+        _settings(["--ui", "maybe"])

@@ -31,7 +31,7 @@ def test_only_families_know_their_input_names():
 
 # Each unit of the package may import (at any point: module level or inside a function) only units of a lower rank.
 RANKS = {"constants": 0, "errors": 0, "config": 1, "families": 2, "testing": 3, "engine": 3, "ocr": 4,
-         "server": 5, "protocols": 6, "app": 7, "__main__": 8, "ray_serve": 8, "client": 8}
+         "server": 5, "protocols": 6, "ui": 6, "app": 7, "__main__": 8, "ray_serve": 8, "client": 8}
 WEB_LIBRARIES = ("fastapi", "starlette", "kserve", "openai")
 
 

@@ -17,7 +17,7 @@ Builder arguments (predictor.ray_serve:build): the option names of `python -m pr
 {{- $v := .Values }}
 {{- $a := dict "model_name" $v.model.name "device" $v.model.device "dtype" $v.model.dtype
       "attn_implementation" $v.model.attnImplementation "max_batch_size" (int $v.batching.maxBatchSize)
-      "max_queue" (int $v.batching.maxQueue) "allow_remote_images" $v.remoteImages.enabled
+      "max_queue" (int $v.batching.maxQueue) "allow_remote_images" $v.remoteImages.enabled "ui" $v.server.ui
       "min_replicas" (int $v.serve.autoscaling.minReplicas) "max_replicas" (int $v.serve.autoscaling.maxReplicas)
       "num_gpus" $v.serve.gpusPerReplica "num_cpus" $v.serve.cpusPerReplica }}
 {{- if $v.model.dir }}{{ $_ := set $a "model_dir" $v.model.dir }}{{ else }}{{ $_ := set $a "model_id" $v.model.id }}{{ end }}

@@ -60,6 +60,7 @@ class OcrModel(kserve.Model):
         self.draining = False  # SIGTERM received: readiness 503, new requests 503 (predictor.server.drain)
         self.unloading = False
         self.unloaded = False
+        self.grpc_in_flight = 0  # gRPC calls in progress (HTTP ones are counted by predictor.server.drain)
         self._load_lock = asyncio.Lock()
         self._background = False  # True once kserve's start_engine() owns loading
 
@@ -183,6 +184,14 @@ class OcrModel(kserve.Model):
         return kserve_io.V2_OUTPUTS
 
     # ---- inference ------------------------------------------------------------------------------------------
+
+    async def __call__(self, body: Any, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        grpc = isinstance(body, InferRequest) and bool(body.from_grpc)
+        self.grpc_in_flight += grpc
+        try:
+            return await super().__call__(body, headers, **kwargs)
+        finally:
+            self.grpc_in_flight -= grpc
 
     async def preprocess(self, payload: dict[str, Any] | bytes | InferRequest,
                          headers: dict[str, str] | None = None) -> ParsedRequest:

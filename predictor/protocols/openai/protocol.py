@@ -214,8 +214,8 @@ def completion(req: ChatRequest, model: str, output: OcrOutput) -> dict[str, Any
 def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: bool = False,
           finish: str | None = None, usage: OcrOutput | None = None,
           logprobs: list[dict[str, Any]] | None = None, ocr: OcrOutput | None = None) -> str:
-    """One SSE frame; ``ocr``: the finished output, whose structured results (confidences, loop verdicts,
-    figures) ride on this chunk."""
+    """One server-sent event; ``ocr`` adds the ``ocr`` object (the finish chunk carries it, as the full answer:
+    confidences, loop verdicts, figures)."""
     if usage is not None:
         choices: list[ChunkChoice] = []
     else:
@@ -225,6 +225,6 @@ def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: boo
                                logprobs=entries)]
     obj = ChatCompletionChunk(id=req.request_id, created=req.created, model=model, object="chat.completion.chunk",
                               choices=choices, usage=_usage(usage) if usage is not None else None)
-    if ocr is not None:
-        return f"data: {json.dumps({**obj.model_dump(mode='json', exclude_none=True), 'ocr': ocr_extra(ocr)})}\n\n"
-    return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"
+    if ocr is None:
+        return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"
+    return f"data: {json.dumps({**obj.model_dump(mode='json', exclude_none=True), 'ocr': ocr_extra(ocr)})}\n\n"

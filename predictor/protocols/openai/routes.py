@@ -116,7 +116,8 @@ class OpenAIRoutes:
                 else:
                     if item.logprobs is not None:  # every token's entry, once the text is complete (README)
                         yield proto.chunk(chat, chat.model, content="", logprobs=item.logprobs)
-                    # the finishing chunk carries the ocr object: confidences, loop verdicts, attempts, figures
+                    # Crops cannot stream: the finishing chunk carries the ocr object (blocks, figures, confidences,
+                    # loop verdicts, attempts), as the full answer does; the playground draws its boxes from it.
                     yield proto.chunk(chat, chat.model, finish=item.finish_reason, ocr=item)
                     if chat.include_usage:
                         yield proto.chunk(chat, chat.model, usage=item)

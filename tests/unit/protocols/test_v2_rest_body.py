@@ -45,5 +45,5 @@ def test_bodies_that_are_neither_are_400s_naming_the_header(headers, param):
 
 
 def test_server_metadata_lists_enabled_extensions_only():
-    assert OcrDataPlane({}, repository_extension=False).metadata()["extensions"] == ["binary_tensor_data"]
-    assert "model_repository_extension" in OcrDataPlane({}, repository_extension=True).metadata()["extensions"]
+    assert OcrDataPlane({}, None, repository_extension=False).metadata()["extensions"] == ["binary_tensor_data"]
+    assert "model_repository_extension" in OcrDataPlane({}, None, repository_extension=True).metadata()["extensions"]
