@@ -47,6 +47,7 @@ class Settings:
     dtype: str = "auto"
     attn_implementation: str = "auto"
     experts_implementation: str = "auto"
+    sdpa_cudnn: str = "auto"
     max_new_tokens: int = 8192
     default_max_tokens: int = 4096
     max_batch_size: int = 8
@@ -97,6 +98,7 @@ _CHOICES = {
     "dtype": ("auto", "bfloat16", "float16", "float32"),
     "attn_implementation": ("auto", "sdpa", "eager"),
     "experts_implementation": ("auto", "grouped_mm", "batched_mm", "eager"),
+    "sdpa_cudnn": ("auto", "on", "off"),
 }
 _HELP = {
     "model_name": "name in KServe and OpenAI routes",
@@ -106,6 +108,8 @@ _HELP = {
     "revision": "hub revision (branch, tag or commit) for --model_id",
     "device": "auto picks cuda when available",
     "dtype": "auto = bfloat16 on CUDA, float32 on CPU",
+    "sdpa_cudnn": "cuDNN attention in SDPA (CUDA): auto = off (its plans are built per exact shape; "
+                  "docs/PERFORMANCE.md), on = torch's own choice; the backend each phase uses is logged at start-up",
     "max_new_tokens": "hard cap on generated tokens per request",
     "default_max_tokens": "generated tokens when a request does not say",
     "max_batch_size": "rows decoded together in one step",

@@ -21,6 +21,10 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 COLUMN_CHUNK = 256  # columns grow in chunks so a slightly longer row does not reallocate every time
+# The attended span is rounded up to a multiple of this, so a step's attention shapes repeat for 256 steps:
+# cuDNN attention keys its plan cache on exact shapes (a span growing by one each step misses it every step) and
+# CUDA graphs are captured per shape. The extra columns are hidden by the mask (each adds an exact 0 to softmax).
+SPAN_BUCKET = 256
 
 
 class SlotLayer(CacheLayerMixin):
@@ -66,6 +70,8 @@ class SlotCache(Cache):
     its next token is written to, the position id of that token (real tokens only, so a row sees the positions it
     would see alone) and the id of that token.
     """
+
+    span_bucket = SPAN_BUCKET
 
     def __init__(self, like: Any, slots: int, columns: int):
         """``like``: a prefill cache whose layers show the dtype, device, heads and head sizes to allocate."""
@@ -196,7 +202,7 @@ class SlotCache(Cache):
     def begin_step(self) -> torch.Tensor:
         """Mark each row's new column visible; return the ``[rows, 1, 1, span]`` additive mask view for the step."""
         n = self.rows
-        self.span = max(self.lengths) + 1
+        self.span = bucketed_span(max(self.lengths) + 1, self.span_bucket, self.columns)
         rows, cols = self.arange[:n], self.write[:n]
         self.step_index = (rows, cols)
         self.mask[rows, cols] = 0.0
@@ -212,3 +218,9 @@ class SlotCache(Cache):
         """Data pointers of every buffer (tests: decode steps, joins and leaves keep them)."""
         ptrs = [t.data_ptr() for layer in self.layers for t in (layer.keys, layer.values)]
         return ptrs + [self.mask.data_ptr(), self.write.data_ptr(), self.position.data_ptr()]
+
+
+def bucketed_span(needed: int, bucket: int, columns: int) -> int:
+    """The attended span for a step whose longest row needs ``needed`` columns: rounded up to ``bucket``, never past
+    the buffers (whose column count is itself a multiple of the chunk unless the budget cut it)."""
+    return min(-(-needed // bucket) * bucket, columns)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from predictor.config import Settings
+from predictor.engine import sdpa
 from predictor.engine.engine import Engine
 from predictor.errors import LoadError
 from predictor.families.base import LoadSettings, ModelFamily, read_config
@@ -69,6 +70,7 @@ def load_runtime(settings: Settings) -> Runtime:
     disable_compile()
     hardware = resolve(settings)
     log.info("hardware: %s", hardware.description)
+    log.info("attention: %s", sdpa.apply(settings.sdpa_cudnn, hardware.device, hardware.dtype))
     path = resolve_checkpoint(settings)
     config = read_config(path)
     family_class = detect_family(path, config)
