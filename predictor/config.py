@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -94,7 +95,6 @@ class Settings:
 KSERVE_FLAGS = ("http_port", "grpc_port", "enable_grpc", "workers")
 
 _CHOICES = {
-    "device": ("auto", "cpu", "cuda"),
     "dtype": ("auto", "bfloat16", "float16", "float32"),
     "attn_implementation": ("auto", "sdpa", "eager"),
     "experts_implementation": ("auto", "grouped_mm", "batched_mm", "eager"),
@@ -106,7 +106,7 @@ _HELP = {
     "model_id": f"HuggingFace repo id to download (default {DEFAULT_MODEL_ID} when --model_dir is not given)",
     "model_dir": "local checkpoint directory, e.g. /mnt/models from KServe's storage initializer",
     "revision": "hub revision (branch, tag or commit) for --model_id",
-    "device": "auto picks cuda when available",
+    "device": "auto | cpu | cuda | cuda:N (auto picks cuda when available)",
     "dtype": "auto = bfloat16 on CUDA, float32 on CPU",
     "sdpa_cudnn": "cuDNN attention in SDPA (CUDA): auto = off (its plans are built per exact shape; "
                   "docs/PERFORMANCE.md), on = torch's own choice; the backend each phase uses is logged at start-up",
@@ -229,10 +229,15 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
         # kserve's multi-process mode pickles the model into each worker and drops the routes we add to the
         # app (docs/ARCHITECTURE.md): scale with replicas instead.
         raise ConfigError("--workers must be 1; scale with replicas (or --max_batch_size) instead")
-    if s.device == "cuda":
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", s.device):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, not {s.device!r}")
+    if s.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was requested but no CUDA device is visible")
+            raise ConfigError(f"--device {s.device} was requested but no CUDA device is visible")
+        index = torch.device(s.device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {s.device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     if s.device == "cpu" and s.dtype == "float16":
         raise ConfigError("--dtype float16 is not supported on --device cpu; use float32 or bfloat16")

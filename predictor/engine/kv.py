@@ -123,16 +123,15 @@ class SlotCache(Cache):
         """Make room for ``slots`` rows of up to ``columns`` positions (the most any live or joining row will
         reach); True when the buffers were reallocated.
 
-        Grows to the larger of the current and the requested shape while that stays within ``budget`` positions,
-        else to exactly what is requested (admission keeps that within the budget). The new buffers are filled
-        before they replace the old ones: if allocating fails, nothing changed.
+        Columns grow geometrically (at least double, in whole chunks) while that stays within ``budget`` positions,
+        so a stream of ever longer joins reallocates and copies the running batch a logarithmic number of times, not
+        at every join; slots never shrink below the current capacity unless the budget forces it, and then to as
+        many as the budget holds (at least ``slots``). Admission keeps ``slots x columns`` within the budget. The
+        new buffers are filled before they replace the old ones: if allocating fails, nothing changed.
         """
         if slots <= self.slot_capacity and columns <= self.columns:
             return False
-        rounded = -(-columns // COLUMN_CHUNK) * COLUMN_CHUNK
-        new_slots, new_cols = max(slots, self.slot_capacity), max(rounded, self.columns)
-        if new_slots * new_cols > budget:
-            new_slots, new_cols = slots, rounded if slots * rounded <= budget else columns
+        new_slots, new_cols = self._grown_shape(slots, columns, budget)
         layers, state = self._allocate(new_slots, new_cols)
         n, used = self.rows, min(self.columns, new_cols)
         if n:
@@ -144,6 +143,17 @@ class SlotCache(Cache):
                 state[key][:n].copy_(getattr(self, key)[:n])
         self._commit(layers, state)
         return True
+
+    def _grown_shape(self, slots: int, columns: int, budget: int) -> tuple[int, int]:
+        rounded = -(-columns // COLUMN_CHUNK) * COLUMN_CHUNK
+        new_slots = max(slots, self.slot_capacity)
+        new_cols = max(rounded, 2 * self.columns) if columns > self.columns else self.columns
+        if new_slots * new_cols > budget:  # keep the slots, grow the columns less
+            new_cols = max(rounded, budget // new_slots // COLUMN_CHUNK * COLUMN_CHUNK)
+        if new_slots * new_cols > budget:  # fewer slots: as many as the budget holds at the needed columns
+            new_cols = rounded if slots * rounded <= budget else columns
+            new_slots = max(slots, min(new_slots, budget // new_cols))
+        return new_slots, new_cols
 
     # ---- rows joining and leaving ------------------------------------------------------------------------------
 

@@ -57,8 +57,9 @@ class Choice:
     failed: torch.Tensor
 
 
-def _upload(values: list[int], device: torch.device) -> torch.Tensor:
-    host = torch.tensor(values, dtype=torch.long)
+def _upload(values: list[Any], device: torch.device, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """Host values to the device without making the host wait (pinned memory, non-blocking copy) on CUDA."""
+    host = torch.tensor(values, dtype=dtype)
     if device.type == "cuda":
         return host.pin_memory().to(device, non_blocking=True)
     return host.to(device)
@@ -83,12 +84,12 @@ def choose(logits: torch.Tensor, samplers: list[RowSampler], generated: list[lis
 def _sample(logits: torch.Tensor, samplers: list[RowSampler], sampled: list[int], tokens: torch.Tensor,
             failed: torch.Tensor) -> None:
     index = _upload(sampled, logits.device)
-    temps = torch.tensor([[samplers[i].params.temperature] for i in sampled], dtype=logits.dtype)
-    probs = torch.softmax(logits.index_select(0, index) / temps.to(logits.device), dim=-1)
+    temps = _upload([[samplers[i].params.temperature] for i in sampled], logits.device, logits.dtype)
+    probs = torch.softmax(logits.index_select(0, index) / temps, dim=-1)
     # a row without top-p gets an infinite threshold: batched with top-p rows it keeps exactly what it keeps alone
     top_p = [p if (p := samplers[i].params.top_p) < 1.0 else float("inf") for i in sampled]
     if min(top_p) < 1.0:
-        probs = _top_p(probs, torch.tensor(top_p, dtype=probs.dtype).to(logits.device))
+        probs = _top_p(probs, _upload(top_p, logits.device, probs.dtype))
     bad = ~torch.isfinite(probs).all(dim=-1) | ~(probs.sum(dim=-1) > 0)
     # multinomial raises (CPU) or trips a device assert (CUDA) on such rows: give them a harmless
     # distribution, draw, and report them as failed instead

@@ -10,6 +10,7 @@ A failure inside one request's prefill or sampling fails only that request; the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -26,7 +27,7 @@ from predictor.engine import rows as rowlib
 from predictor.engine.health import Heartbeat, is_fatal, is_oom
 from predictor.engine.kv import COLUMN_CHUNK, SlotCache
 from predictor.engine.ngram import table_token_ids
-from predictor.engine.prefill import Prefilled, Prefiller
+from predictor.engine.prefill import Prefilled, Prefiller, decode_stream
 from predictor.engine.rows import Row
 from predictor.engine.timing import StepTimer
 from predictor.engine.types import GenerationRequest
@@ -109,6 +110,11 @@ class Worker:
     # ---- the loop --------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        stream = decode_stream(self.device)
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            self._loop()
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             self.heartbeat.tick()
             try:

@@ -149,7 +149,7 @@ def deployment_options(settings: Settings, options: RayOptions, cluster_gpus: fl
     if options.num_gpus is not None:
         gpus = options.num_gpus
     else:
-        gpus = 1.0 if settings.device == "cuda" or (settings.device == "auto" and cluster_gpus > 0) else 0.0
+        gpus = 1.0 if settings.device.startswith("cuda") or (settings.device == "auto" and cluster_gpus > 0) else 0.0
     return {
         "autoscaling_config": {"min_replicas": options.min_replicas, "max_replicas": options.max_replicas,
                                "target_ongoing_requests": target},
