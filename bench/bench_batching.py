@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bench.full_size import full_size_family  # noqa: E402
 from predictor.config import Settings  # noqa: E402
 from predictor.engine.engine import Engine  # noqa: E402
+from predictor.ocr.aio import gather_or_cancel  # noqa: E402
 from predictor.ocr.options import OcrOptions  # noqa: E402
 from predictor.ocr.runtime import load_runtime  # noqa: E402
 from predictor.ocr.service import OcrService  # noqa: E402
@@ -78,7 +79,7 @@ async def run_level(service: OcrService, images: list[Any], concurrency: int, to
             return output.completion_tokens
 
     start = time.perf_counter()
-    counts = await asyncio.gather(*(one(img) for img in images))
+    counts = await gather_or_cancel(*(one(img) for img in images))
     wall = time.perf_counter() - start
     return {"tokens_per_s": sum(counts) / wall, "pages_per_s": len(images) / wall, "wall_s": wall,
             "ttft_p50_s": statistics.median(ttfts), "ttft_p95_s": pct(ttfts, 0.95),

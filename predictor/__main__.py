@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import TYPE_CHECKING
 
-# No torch.compile / Inductor / Triton on the serving path (see docs/ARCHITECTURE.md); set before torch loads.
-os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from predictor.config import set_serving_environment
+
+set_serving_environment()  # before anything imports torch
 
 log = logging.getLogger("predictor")
 
@@ -53,9 +52,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     server = kserve.ModelServer(http_port=settings.http_port, grpc_port=settings.grpc_port,
                                 enable_grpc=settings.enable_grpc, workers=1, grace_period=2)
     _log_like_kserve()
-    install_server(server, settings, model)
-    for alias in settings.all_model_names[1:]:
-        server.register_model(model, name=alias)
+    install_server(server, model)  # registers the model under every served name
     log.info("serving %s as %s (model source: %s)", "DeepSeek-OCR", settings.all_model_names, settings.model_source)
     server.start([model])
 

@@ -14,10 +14,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from predictor.config import Settings
-from predictor.errors import NotReady
-from predictor.protocols.kserve import repository as kserve_repository
+from predictor.errors import NotReady, RouteNotSupported
 from predictor.protocols.kserve.model import OcrModel
-from predictor.protocols.openai import routes as openai_api
+from predictor.protocols.kserve.plane import KServePlane, build_plane
+from predictor.protocols.openai import routes as openai_routes
 from predictor.server import auth, disconnect, drain, http_errors
 
 
@@ -27,16 +27,16 @@ def build_app(settings: Settings, model: OcrModel | None = None, *, app: FastAPI
 
     ``app``: add the routes to this app instead of a new one. ``kserve_routes=False`` leaves out KServe's own
     routes, for kserve's ``ModelServer``, which adds them to its module-level app when it starts. The model is
-    ``app.state.model``. ``docs``: keep ``/docs`` and ``/openapi.json`` (off by default).
+    ``app.state.model``, its KServe plane ``app.state.kserve_plane`` (None without KServe's routes). ``docs``:
+    keep ``/docs`` and ``/openapi.json`` (off by default).
     """
     model = model if model is not None else OcrModel(settings)
     if app is None:
         app = FastAPI(title="DeepSeek-OCR predictor", docs_url=None, redoc_url=None)
-    openai_api.register(app, model)  # first, so ours win where a path is shared with KServe v1
+    openai_routes.register(app, model)  # first, so ours win where a path is shared with KServe v1
     install_routes(app, model, docs=docs)
     _add_liveness(app, model)  # before KServe's, which answers "alive" whatever the engine's state
-    if kserve_routes:
-        _add_kserve_routes(app, model, settings)
+    app.state.kserve_plane = _add_kserve_routes(app, model) if kserve_routes else None
     http_errors.install(app)
     app.state.drainer = install_http(app, model, settings)
     app.state.model = model
@@ -49,37 +49,32 @@ def _add_liveness(app: FastAPI, model: OcrModel) -> None:
     from fastapi.responses import JSONResponse
 
     async def live() -> JSONResponse:
+        # both shapes: KServe v1 clients read "status", v2 clients (InferenceRESTClient) read "live"
         ok, reason = model.alive()
         if ok:
-            return JSONResponse({"status": "alive"})
-        return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
+            return JSONResponse({"status": "alive", "live": True})
+        return JSONResponse({"status": "unhealthy", "live": False, "reason": reason}, status_code=503)
 
     for path in ("/v2/health/live", "/"):
         app.add_api_route(path, live, methods=["GET"], include_in_schema=False)
 
 
-def _add_kserve_routes(app: FastAPI, model: OcrModel, settings: Settings) -> Any:
-    """KServe's REST routes (v1, v2, liveness, metrics) and its error handlers, over a repository holding the
-    model under every served name: what kserve's REST server does when it starts, without binding a port."""
-    from kserve.model_repository import ModelRepository
+def _add_kserve_routes(app: FastAPI, model: OcrModel) -> KServePlane:
+    """KServe's REST routes (v1, v2, liveness, metrics) and its error handlers over the model's KServe plane: what
+    kserve's REST server does when it starts, without binding a port."""
     from kserve.protocol.rest.server import RESTServer
 
-    from predictor.protocols.kserve.dataplane import OcrDataPlane
-    from predictor.protocols.kserve.repository import GuardedRepositoryExtension
-
-    repository = ModelRepository()
-    for name in settings.all_model_names:
-        repository.update(model, name)
-    extension = GuardedRepositoryExtension(repository, settings.enable_repository_extension)
-    server = RESTServer("kserve.model_server:app", OcrDataPlane(repository), extension, http_port=0)
+    plane = build_plane(model)
+    server = RESTServer("kserve.model_server:app", plane.dataplane, plane.extension, http_port=0)
     server._register_endpoints(app)
     server._add_exception_handlers(app)
-    return repository
+    return plane
 
 
 def install_routes(app: FastAPI, model: Any, *, docs: bool = False) -> None:
     """Before kserve's routes are added, so that ours win on a shared path."""
     _honest_server_readiness(app, model)
+    _no_explainer(app)
     if not docs:
         _remove_docs(app)
 
@@ -96,20 +91,14 @@ def install_http(app: FastAPI, model: Any, settings: Settings) -> drain.Drainer:
     return drainer
 
 
-def install_server(server: Any, settings: Settings, model: Any) -> None:
-    """On a ``kserve.ModelServer`` before ``start()``: the guarded repository extension, our dataplane (raw v1
-    bodies, see ``predictor/protocols/kserve/dataplane.py``), gRPC API keys, and a server readiness that asks the
-    model (kserve's gRPC ``ServerReady`` answers true even with no model)."""
-    from predictor.protocols.kserve.dataplane import OcrDataPlane
-
-    kserve_repository.install(server, settings.enable_repository_extension)
-    server.dataplane = OcrDataPlane(model_registry=server.registered_models)
-
-    async def ready() -> bool:
-        return bool(await model.healthy())
-
-    server.dataplane.ready = ready
-    checker = auth.KeyChecker.from_settings(settings)
+def install_server(server: Any, model: OcrModel) -> None:
+    """On a ``kserve.ModelServer`` before ``start()``: the model's KServe plane (the model under every served
+    name, the guarded repository extension, our dataplane: raw v1 bodies, and server readiness and liveness that
+    ask the model, where kserve's gRPC ``ServerReady`` answers true even with no model) and gRPC API keys."""
+    plane = build_plane(model, server.registered_models)
+    server.dataplane = plane.dataplane
+    server.model_repository_extension = plane.extension
+    checker = auth.KeyChecker.from_settings(model.settings)
     if checker.enabled:
         auth.install_grpc(checker)
 
@@ -124,6 +113,16 @@ def _honest_server_readiness(app: FastAPI, model: Any) -> None:
         return JSONResponse({"ready": True})
 
     app.add_api_route("/v2/health/ready", ready, methods=["GET"])
+
+
+def _no_explainer(app: FastAPI) -> None:
+    """kserve's ``:explain`` answers 501 about an explainer host that a predictor never has."""
+
+    async def explain(model_name: str) -> None:
+        raise RouteNotSupported("POST /v1/models/{name}:explain is not supported by this server (it has no "
+                                "explainer); use :predict", param="explain")
+
+    app.add_api_route("/v1/models/{model_name}:explain", explain, methods=["POST"])
 
 
 def _remove_docs(app: FastAPI) -> None:

@@ -7,17 +7,21 @@ is validated here, before any weights load, so a bad combination fails in millis
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from predictor.engine.ngram import MAX_NGRAM_SIZE
+from predictor.constants import DEVICE_PATTERN, IMAGE_NGRAM, MAX_NGRAM_SIZE
 from predictor.errors import ConfigError
 
 ENV_PREFIX = "PREDICTOR_"
 DEFAULT_MODEL_ID = "deepseek-ai/DeepSeek-OCR"
 DEFAULT_MODEL_NAME = "deepseek-ocr"
+DEFAULT_V2_MODEL_ID = "deepseek-ai/DeepSeek-OCR-2"
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 def _bool(value: str | bool) -> bool:
@@ -41,6 +45,7 @@ class Settings:
 
     model_name: str = DEFAULT_MODEL_NAME
     served_model_names: list[str] = field(default_factory=list)
+    serve_hub_name: bool = True
     model_id: str | None = None
     model_dir: str | None = None
     revision: str | None = None
@@ -64,12 +69,13 @@ class Settings:
     max_pdf_pages: int = 32
     max_page_pixels: int = 8_000_000
     max_request_pixels: int = 100_000_000
+    max_response_bytes: int = 32 * 1024 * 1024
     allow_remote_images: bool = False
     remote_image_hosts: list[str] = field(default_factory=list)
     remote_image_max_bytes: int = 16 * 1024 * 1024
     remote_image_timeout: float = 10.0
-    ngram_size: int = 30
-    ngram_window: int = 90
+    ngram_size: int = IMAGE_NGRAM[0]
+    ngram_window: int = IMAGE_NGRAM[1]
     default_mode: str | None = None
     api_key: list[str] = field(default_factory=list, repr=False)
     api_key_file: str | None = None
@@ -87,11 +93,61 @@ class Settings:
         return self.model_dir or self.model_id or DEFAULT_MODEL_ID
 
     @property
+    def hub_name(self) -> str | None:
+        """The Hugging Face id of the served weights (what vLLM serves them as), when known and wanted."""
+        if not self.serve_hub_name:
+            return None
+        if not self.model_dir:
+            return self.model_id or DEFAULT_MODEL_ID
+        return _hub_id_of_dir(self.model_dir)
+
+    @property
     def all_model_names(self) -> list[str]:
-        return [self.model_name, *[n for n in self.served_model_names if n != self.model_name]]
+        names = [self.model_name, *self.served_model_names, *([self.hub_name] if self.hub_name else [])]
+        return list(dict.fromkeys(names))
+
+
+@functools.lru_cache(maxsize=8)
+def _hub_id_of_dir(model_dir: str) -> str | None:
+    """A local checkpoint's hub id: its config's ``_name_or_path`` when that is one, the HF cache folder it sits in
+    (``models--owner--name``), else the canonical id of its architecture (a copy of the official weights)."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):  # a pipe (or anything but a file) is read by the loader alone
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    named = config.get("_name_or_path") if isinstance(config, dict) else None
+    if isinstance(named, str) and _HUB_ID.fullmatch(named) and not os.path.exists(named):
+        return named
+    cached = re.search(r"models--([\w.-]+)--([\w.-]+)", os.path.realpath(model_dir))
+    if cached:
+        return f"{cached.group(1)}/{cached.group(2)}"
+    if not isinstance(config, dict):
+        return None
+    vision = json.dumps(config.get("vision_config") or {})
+    if config.get("model_type") == "deepseek_ocr2" or "qwen2" in vision:
+        return DEFAULT_V2_MODEL_ID
+    if config.get("model_type") in ("DeepseekOCR", "deepseek_vl_v2", "unlimited_ocr"):
+        return DEFAULT_MODEL_ID
+    return None
 
 
 # Flags kserve's own parser defines (and owns) when ours is built on top of it.
+# The serving processes' environment, set by both entry points (``python -m predictor``, and Ray Serve's replicas)
+# before torch or tokenizers load: no torch.compile / Inductor / Triton on the serving path (docs/ARCHITECTURE.md);
+# no tokenizers thread pool next to the engine's threads.
+SERVING_ENV = {"TORCH_COMPILE_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def set_serving_environment() -> None:
+    """Set ``SERVING_ENV`` where the environment does not say otherwise; call it before torch is imported."""
+    for key, value in SERVING_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 KSERVE_FLAGS = ("http_port", "grpc_port", "enable_grpc", "workers")
 
 _CHOICES = {
@@ -103,6 +159,7 @@ _CHOICES = {
 _HELP = {
     "model_name": "name in KServe and OpenAI routes",
     "served_model_names": "comma-separated aliases accepted as `model` (OpenAI) and in KServe URLs",
+    "serve_hub_name": "also serve under the weights' Hugging Face id (e.g. deepseek-ai/DeepSeek-OCR), as vLLM does",
     "model_id": f"HuggingFace repo id to download (default {DEFAULT_MODEL_ID} when --model_dir is not given)",
     "model_dir": "local checkpoint directory, e.g. /mnt/models from KServe's storage initializer",
     "revision": "hub revision (branch, tag or commit) for --model_id",
@@ -127,6 +184,7 @@ _HELP = {
     "max_pdf_pages": "most PDF pages in one request (all its documents together), counted before rendering",
     "max_page_pixels": "most pixels of one rendered PDF page: a larger page renders below 144 DPI",
     "max_request_pixels": "most pixels of all rendered PDF pages of one request (checked before rendering)",
+    "max_response_bytes": "response size budget: figure crops (figures option) past it are left out and reported",
     "allow_remote_images": "allow http(s) image URLs (public addresses of --remote_image_hosts only)",
     "remote_image_hosts": "comma-separated host names remote images may come from",
     "ngram_size": "repetition guard n-gram size (0 disables)",
@@ -202,7 +260,7 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
         raise ConfigError(f"--model_dir {s.model_dir!r} has no config.json (is it a checkpoint directory?)")
     positive = ("max_new_tokens", "default_max_tokens", "max_batch_size", "max_batch_tokens", "max_body_bytes",
                 "max_image_pixels", "max_instances", "max_images_per_request", "max_pdf_pages", "max_page_pixels",
-                "max_request_pixels", "remote_image_max_bytes")
+                "max_request_pixels", "remote_image_max_bytes", "max_response_bytes")
     for name in positive:
         if getattr(s, name) < 1:
             raise ConfigError(f"--{name} must be at least 1, got {getattr(s, name)}")
@@ -229,7 +287,7 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
         # kserve's multi-process mode pickles the model into each worker and drops the routes we add to the
         # app (docs/ARCHITECTURE.md): scale with replicas instead.
         raise ConfigError("--workers must be 1; scale with replicas (or --max_batch_size) instead")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", s.device):
+    if not re.fullmatch(DEVICE_PATTERN, s.device):
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, not {s.device!r}")
     if s.device.startswith("cuda"):
         import torch

@@ -46,6 +46,14 @@ class Forbidden(PredictorError):
     code = "forbidden"
 
 
+class RouteNotSupported(PredictorError):
+    """A route of the protocol that this server does not implement (e.g. KServe v1 ``:explain``)."""
+
+    status = 404
+    error_type = "invalid_request_error"
+    code = "unsupported_route"
+
+
 class ModelNotFound(PredictorError):
     status = 404
     error_type = "invalid_request_error"

@@ -51,6 +51,20 @@ def blank_pdf(pages: int, size: tuple[float, float] = (612, 792)) -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(scope="session")
+def tiny_v2_family(tiny_v2_dir: str):
+    """The tiny DeepSeek-OCR-2 loaded once per test run (CPU, float32, sdpa). Shared: a test that changes the model
+    (the experts install) loads its own."""
+    import torch
+
+    from predictor.families.base import LoadSettings
+    from predictor.families.v2 import DeepseekOcr2Family
+
+    family = DeepseekOcr2Family()
+    family.load(tiny_v2_dir, LoadSettings("cpu", torch.float32, "sdpa", None))
+    return family
+
+
 def _fitted(target: str) -> str:
     # Fits take tens of seconds: they are cached across sessions, keyed by everything that shapes the weights
     # (predictor.testing.fitted.cached_fitted), and built atomically so concurrent sessions can share the cache.

@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from predictor.client.protocol import PROTOCOLS
+from predictor.constants import DEVICES, TASKS_WITHOUT_REF
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_URL = "http://localhost:8080"
-TASKS = ("ocr", "markdown", "grounding", "figure", "describe")  # the server's tasks that need no `ref`
 
 
 def _positive(value: str) -> int:
@@ -22,6 +24,26 @@ def _positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
     return number
+
+
+def _dpi(value: str) -> int:
+    from predictor.errors import InvalidRequest
+    from predictor.ocr.pages import parse_dpi
+
+    try:
+        return parse_dpi(int(value))
+    except (ValueError, InvalidRequest) as exc:
+        raise argparse.ArgumentTypeError(getattr(exc, "message", f"not an integer: {value!r}")) from exc
+
+
+def _pages(value: str) -> Any:
+    from predictor.errors import InvalidRequest
+    from predictor.ocr.pages import parse_pages
+
+    try:
+        return parse_pages(value, "--pages")
+    except InvalidRequest as exc:
+        raise argparse.ArgumentTypeError(exc.message) from exc
 
 
 def _option(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
@@ -34,29 +56,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepseek-ocr", description="OCR images and PDFs (files, folders, globs) to Markdown and JSON with a "
         "DeepSeek-OCR server, or in-process with --model_dir.",
-        epilog="Outputs: OUTDIR/<path under its folder>.md (pages joined with '<--- Page Split --->') and .json "
-        "(per page: text, blocks with boxes, usage, finish_reason). Files whose outputs exist are skipped unless "
+        epilog="Outputs: OUTDIR/<path under its folder>.md (pages joined with '<--- Page Split --->', figure links "
+        "to <name>_images/{page}_{i}.jpg), .json (per page: text, blocks with boxes, figures, usage, finish_reason), "
+        "with --raw .raw.md, with --render .layouts.pdf. Files whose outputs all exist are skipped unless "
         "--overwrite. Exit code 0 when every file succeeded, 1 when one failed, 2 for bad arguments.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image or PDF files, folders (recursed), globs")
     _option(parser, "url", help=f"server root or OpenAI base URL (default $DEEPSEEK_OCR_URL or {DEFAULT_URL})")
     _option(parser, "model_dir", help="run the model in this process from a local checkpoint (no --url)")
-    _option(parser, "device", default="auto", choices=("auto", "cpu", "cuda"), help="with --model_dir")
+    _option(parser, "device", default="auto", choices=DEVICES, help="with --model_dir")
     _option(parser, "model", default="deepseek-ocr", help="served model name (default %(default)s)")
     _option(parser, "api-key", help="sent as 'Authorization: Bearer' (default $DEEPSEEK_OCR_API_KEY, "
             "then $OPENAI_API_KEY)")
     parser.add_argument("-o", "--output", "--outdir", dest="output", default="ocr-output",
                         help="output folder (default %(default)s)")
     _option(parser, "concurrency", type=_positive, default=8, help="pages in flight at once (default %(default)s)")
-    _option(parser, "protocol", choices=("openai", "v1"), default="openai", help="API to call (default %(default)s)")
-    _option(parser, "task", choices=TASKS, help="DeepSeek prompt (server default: ocr)")
+    _option(parser, "protocol", choices=PROTOCOLS, default="openai", help="API to call (default %(default)s)")
+    _option(parser, "task", choices=TASKS_WITHOUT_REF, help="DeepSeek prompt (server default: ocr)")
     _option(parser, "mode", help="resolution mode, e.g. gundam/base/tiny (v1), dynamic/global (v2)")
     _option(parser, "max-tokens", type=_positive, help="generated tokens per page (server default otherwise)")
-    _option(parser, "render", action="store_true", help="also write OUTDIR/....page-N.png with the boxes drawn")
+    _option(parser, "render", action="store_true", help="also write OUTDIR/....layouts.pdf: every page with its "
+            "labelled boxes drawn")
+    _option(parser, "render-png", action="store_true", help="also write OUTDIR/....page-N.png with the boxes drawn")
+    _option(parser, "figures", action=argparse.BooleanOptionalAction, default=None,
+            help="crop figures into OUTDIR/<name>_images/ and link them (default: on with --task markdown)")
+    _option(parser, "raw", action="store_true", help="also write OUTDIR/....raw.md: the text with grounding tags")
+    _option(parser, "pages", type=_pages, help="PDF pages to OCR, e.g. 1-3,7 (1-based; default all)")
+    _option(parser, "math", choices=("latex", "dollar"), help="dollar: \\( \\) and \\[ \\] become $ and $$")
+    _option(parser, "tables", choices=("html", "markdown"), help="markdown: HTML tables become pipe tables "
+            "where they can (no rowspan/colspan)")
     _option(parser, "overwrite", action="store_true", help="OCR again files whose outputs exist")
     _option(parser, "timeout", type=float, default=600.0, help="seconds per request (default %(default)s)")
     _option(parser, "retries", type=int, default=10, help="retries per page on 429/503/connection errors "
             "(default %(default)s)")
-    _option(parser, "dpi", type=_positive, default=144, help="PDF rendering resolution (default %(default)s)")
+    _option(parser, "dpi", type=_dpi, default=144, help="PDF rendering resolution, 72..300 (default %(default)s)")
     return parser
 
 
@@ -102,6 +134,11 @@ class _UsageError(Exception):
     pass
 
 
+def figures_wanted(args: argparse.Namespace) -> bool:
+    """``--figures`` / ``--no-figures`` as given; by default on for ``--task markdown`` (the task with figures)."""
+    return args.task == "markdown" if args.figures is None else args.figures
+
+
 def api_key(args: argparse.Namespace) -> str | None:
     return args.api_key or os.environ.get("DEEPSEEK_OCR_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
 
@@ -124,7 +161,9 @@ async def _run(args: argparse.Namespace, inputs: list[Any], stats: Any) -> None:
             options = RunOptions(endpoint=protocol.endpoint(url, args.protocol, args.model),
                                  outdir=Path(args.output), concurrency=args.concurrency, task=args.task,
                                  mode=args.mode, max_tokens=args.max_tokens, render=args.render,
-                                 overwrite=args.overwrite, dpi=args.dpi)
+                                 overwrite=args.overwrite, dpi=args.dpi, pages=args.pages, math=args.math,
+                                 tables=args.tables, raw=args.raw, render_png=args.render_png,
+                                 figures=figures_wanted(args))
             await Runner(options, transport, progress).run(inputs)
     finally:
         progress.close()

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import io
 import math
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PDF_DPI = 144  # DeepSeek's PDF script renders at 144 DPI; the server renders PDFs it receives the same way
+from predictor.constants import PDF_DPI, PDFIUM_LOCK
+
 MAX_PAGE_PIXELS = 40_000_000  # below the server's default pixel limit, so a huge page is scaled down, not refused
-# pdfium is not thread-safe (pypdfium2 documents it): pages render in worker threads, one at a time.
-_PDFIUM_LOCK = threading.Lock()
 
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".jpe": "image/jpeg",
          ".webp": "image/webp", ".tif": "image/tiff", ".tiff": "image/tiff", ".bmp": "image/bmp",
@@ -49,7 +47,7 @@ def _open_pdf(path: Path) -> Iterator[Any]:
     """The document, under the pdfium lock, closed afterwards; an unreadable file is a PageError."""
     import pypdfium2 as pdfium
 
-    with _PDFIUM_LOCK:
+    with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(str(path))
         except (pdfium.PdfiumError, OSError, ValueError) as exc:

@@ -12,10 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from predictor.client.pages import PageImage
+from predictor.constants import PDF_NGRAM
 
 PROTOCOLS = ("openai", "v1")
-PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's separator between pages, as the server joins them
-PDF_NGRAM = {"ngram_size": 20, "ngram_window": 50}  # DeepSeek's PDF repetition guard; the server uses it for PDFs
 
 
 class ProtocolError(Exception):
@@ -28,9 +27,17 @@ class PageResult:
     finish_reason: str
     usage: dict[str, int]
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    raw_text: str = ""
+    figures: list[dict[str, Any]] = field(default_factory=list)  # as the server sent them (base64 "data")
+    figures_skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """For the JSON output: the crops without their bytes (they are files of their own)."""
+        out = asdict(self)
+        out["figures"] = [{k: v for k, v in f.items() if k != "data"} for f in self.figures]
+        if not self.figures_skipped:
+            del out["figures_skipped"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -61,10 +68,12 @@ def endpoint(url: str, protocol: str, model: str) -> Endpoint:
     return Endpoint(protocol, base, model)
 
 
-def options(task: str | None, mode: str | None, max_tokens: int | None, pdf: bool) -> dict[str, Any]:
-    chosen: dict[str, Any] = {"task": task, "mode": mode, "max_tokens": max_tokens}
+def options(task: str | None, mode: str | None, max_tokens: int | None, pdf: bool,
+            **extra: Any) -> dict[str, Any]:
+    """The OCR options of a page's request; ``extra`` (figures, math, table_format) are sent when not None."""
+    chosen: dict[str, Any] = {"task": task, "mode": mode, "max_tokens": max_tokens, **extra}
     if pdf:
-        chosen.update(PDF_NGRAM)
+        chosen.update(ngram_size=PDF_NGRAM[0], ngram_window=PDF_NGRAM[1])  # as the server does for PDFs
     return {k: v for k, v in chosen.items() if v is not None}
 
 
@@ -86,10 +95,13 @@ def parse_answer(protocol: str, body: Any) -> PageResult:
             if "image_tokens" in page:
                 usage["image_tokens"] = page["image_tokens"]
             return PageResult(choice["message"]["content"] or "", choice.get("finish_reason") or "stop",
-                              usage, list(page.get("blocks") or []))
+                              usage, list(page.get("blocks") or []), page.get("raw_text") or "",
+                              list(page.get("figures") or []), list(page.get("figures_skipped") or []))
         prediction = body["predictions"][0]
         return PageResult(prediction["text"], prediction.get("finish_reason") or "stop",
-                          dict(prediction.get("usage") or {}), list(prediction.get("blocks") or []))
+                          dict(prediction.get("usage") or {}), list(prediction.get("blocks") or []),
+                          prediction.get("raw_text") or "", list(prediction.get("figures") or []),
+                          list(prediction.get("figures_skipped") or []))
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ProtocolError(f"unexpected answer from the server ({type(exc).__name__}: {exc})") from exc
 

@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from predictor.client import outputs, pages, protocol
+from predictor.client import figures, layouts, outputs, pages, protocol
 from predictor.client.discovery import InputFile
 from predictor.client.progress import Progress
 from predictor.client.render import draw_boxes
 from predictor.client.transport import RequestFailed, Transport
+from predictor.errors import InvalidRequest
+from predictor.ocr.aio import gather_or_cancel
+from predictor.ocr.pages import PageRanges, select
 
 T = TypeVar("T")
 
@@ -29,9 +31,28 @@ class RunOptions:
     task: str | None = None
     mode: str | None = None
     max_tokens: int | None = None
-    render: bool = False
+    render: bool = False  # STEM.layouts.pdf
     overwrite: bool = False
     dpi: int = pages.PDF_DPI
+    figures: bool = False
+    pages: PageRanges | None = None  # PDF pages to OCR (every page when None)
+    math: str | None = None
+    tables: str | None = None
+    raw: bool = False  # STEM.raw.md
+    render_png: bool = False  # STEM.page-N.png
+
+    def complete(self, paths: outputs.OutputPaths) -> bool:
+        return outputs.is_complete(paths, self.render_png, raw=self.raw, layouts=self.render)
+
+    def page_options(self, pdf: bool) -> dict[str, Any]:
+        return protocol.options(self.task, self.mode, self.max_tokens, pdf, figures=self.figures or None,
+                                math=self.math, table_format=self.tables)
+
+
+@dataclass
+class _Page:
+    result: protocol.PageResult
+    layout: tuple[bytes, int, int] | None  # the drawn page for the layout PDF (--render)
 
 
 class FileFailed(Exception):
@@ -57,21 +78,21 @@ class Runner:
         todo = []
         for item in inputs:
             paths = outputs.output_paths(self.options.outdir, item.stem)
-            if not self.options.overwrite and outputs.is_complete(paths, self.options.render):
+            if not self.options.overwrite and self.options.complete(paths):
                 self.progress.file_skipped(str(item.relative))
             else:
                 todo.append(item)
         if todo:
             await self._check_server()
         counted = await self._count_pages(todo)
-        self.progress.set_total(sum(count for _, count in counted))
+        self.progress.set_total(sum(len(indices) for _, indices in counted))
         queue = iter(counted)
 
         async def worker() -> None:
-            for item, count in queue:  # shared by all workers: each file is taken once
-                await self._file(item, count)
+            for item, indices in queue:  # shared by all workers: each file is taken once
+                await self._file(item, indices)
 
-        await asyncio.gather(*(worker() for _ in range(min(self.options.concurrency, len(counted)) or 1)))
+        await gather_or_cancel(*(worker() for _ in range(min(self.options.concurrency, len(counted)) or 1)))
 
     async def _check_server(self) -> None:
         """Before sending pages, wait until the model is ready (503 while it loads is retried like any 503) and
@@ -83,29 +104,39 @@ class Runner:
             bad_argument = exc.status in (401, 403, 404)
             raise ServerUnusable(f"{url}: {exc.message}", bad_argument) from exc
 
-    async def _count_pages(self, todo: list[InputFile]) -> list[tuple[InputFile, int]]:
+    async def _count_pages(self, todo: list[InputFile]) -> list[tuple[InputFile, list[int]]]:
+        """Each file with the 0-based indices of its pages to OCR (``--pages`` applies to PDFs)."""
         counted = []
         for item in todo:
             if item.kind != "pdf":
-                counted.append((item, 1))
+                counted.append((item, [0]))
                 continue
             try:
-                counted.append((item, await asyncio.to_thread(pages.pdf_page_count, item.path)))
+                count = await asyncio.to_thread(pages.pdf_page_count, item.path)
+                counted.append((item, select(self.options.pages, count, count, "the PDF", "--pages")))
             except pages.PageError as exc:
                 self.progress.file_failed(str(item.relative), str(exc))
+            except InvalidRequest as exc:
+                self.progress.file_failed(str(item.relative), exc.message)
         return counted
 
-    async def _file(self, item: InputFile, count: int) -> None:
+    async def _file(self, item: InputFile, indices: list[int]) -> None:
         started = time.monotonic()
-        name = str(item.relative)
+        name, count = str(item.relative), len(indices)
         done: list[int] = []  # pages of this file already counted as done
         paths = outputs.output_paths(self.options.outdir, item.stem)
         try:
             await asyncio.to_thread(outputs.forget, paths)
-            results = await _all_or_nothing([self._page(item, index, paths, done) for index in range(count)])
+            # all or nothing: a document with a failed page is not written
+            done_pages = await gather_or_cancel(*(self._page(item, index, paths, done) for index in indices))
+            results = [page.result for page in done_pages]
             doc = outputs.document(name, item.kind, results, {"model": self.options.endpoint.model,
-                                                              "protocol": self.options.endpoint.protocol})
-            await asyncio.to_thread(outputs.write_outputs, paths, doc, results)
+                                                              "protocol": self.options.endpoint.protocol},
+                                   [index + 1 for index in indices])
+            pdf = None
+            if self.options.render:
+                pdf = await asyncio.to_thread(layouts.layouts_pdf, [p.layout for p in done_pages if p.layout])
+            await asyncio.to_thread(outputs.write_outputs, paths, doc, results, self.options.raw, pdf)
         except FileFailed as exc:
             self.progress.file_failed(name, str(exc), count - len(done))
         except OSError as exc:
@@ -115,18 +146,23 @@ class Runner:
         else:
             self.progress.file_done(name, count, time.monotonic() - started)
 
-    async def _page(self, item: InputFile, index: int, paths: outputs.OutputPaths,
-                    done: list[int]) -> protocol.PageResult:
+    async def _page(self, item: InputFile, index: int, paths: outputs.OutputPaths, done: list[int]) -> _Page:
         where = f"page {index + 1}: " if item.kind == "pdf" else ""
-        opts = protocol.options(self.options.task, self.options.mode, self.options.max_tokens, item.kind == "pdf")
+        opts = self.options.page_options(item.kind == "pdf")
+        layout = None
         try:
             async with self.slots:
                 image = await asyncio.to_thread(self._read, item, index)
                 body = await asyncio.to_thread(_encode, self.options.endpoint, image, opts)
                 answer = await self.transport.post_json(self.options.endpoint.path, body)
             result = protocol.parse_answer(self.options.endpoint.protocol, answer)
-            if self.options.render:  # written now, not held: a long PDF's pictures would fill the memory
+            # Figures and pictures are written now, not held: a long PDF's images would fill the memory.
+            files = figures.relocate(result, index, paths.images.name)
+            await asyncio.to_thread(_write_figures, paths.images, files)
+            if self.options.render_png:
                 await asyncio.to_thread(_write_picture, paths.page_png(index + 1), image, result.blocks)
+            if self.options.render:
+                layout = await asyncio.to_thread(layouts.layout_page, image, result.blocks)
         except (pages.PageError, RequestFailed, protocol.ProtocolError) as exc:
             raise FileFailed(f"{where}{exc}") from exc
         except OSError as exc:  # the picture for --render could not be decoded or written here
@@ -134,12 +170,17 @@ class Runner:
         self.progress.stats.add_usage(result.usage)
         self.progress.page_done()
         done.append(index)
-        return result
+        return _Page(result, layout)
 
     def _read(self, item: InputFile, index: int) -> pages.PageImage:
         if item.kind == "pdf":
             return pages.render_pdf_page(item.path, index, self.options.dpi)
         return pages.image_file(item.path)
+
+
+def _write_figures(folder: Path, files: list[tuple[str, bytes]]) -> None:
+    for name, data in files:
+        outputs.write_atomic(folder / name, data)
 
 
 def _write_picture(path: Path, image: pages.PageImage, blocks: list[dict[str, Any]]) -> None:
@@ -148,18 +189,3 @@ def _write_picture(path: Path, image: pages.PageImage, blocks: list[dict[str, An
 
 def _encode(ep: protocol.Endpoint, image: pages.PageImage, opts: dict[str, Any]) -> bytes:
     return json.dumps(protocol.request_body(ep, image, opts)).encode("utf-8")
-
-
-async def _all_or_nothing(awaitables: list[Awaitable[T]]) -> list[T]:
-    """Results in order; the first failure cancels the rest (a document with a failed page is not written)."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-        return [task.result() for task in tasks]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

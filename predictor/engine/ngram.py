@@ -14,13 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# (ngram_size, window) of DeepSeek's official PDF script ("window for fast"); its image script's 30/90 is our
-# --ngram_size/--ngram_window default.
-PDF_NGRAM = (20, 50)
-MAX_NGRAM_SIZE = 200
-MAX_NGRAM_WINDOW = 4096
-TABLE_TOKENS = ("<td>", "</td>")
-
+from predictor.constants import TABLE_TOKENS
 
 
 def table_token_ids(tokenizer: Any) -> frozenset[int]:

@@ -32,6 +32,8 @@ class RowSampler:
     def __init__(self, params: SamplingParams, eos_token_id: int, whitelist: frozenset[int], device: Any):
         self.params = params
         self.eos = eos_token_id
+        if params.ngram_whitelist is not None:  # the request's own list replaces the family's, as in vLLM
+            whitelist = frozenset(params.ngram_whitelist)
         self.guard = (RollingNGramGuard(params.ngram_size, params.ngram_window, whitelist)
                       if params.ngram_size else None)
         self.generator: torch.Generator | None = None

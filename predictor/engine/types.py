@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from predictor.constants import IMAGE_NGRAM
 from predictor.families.base import PreparedPrompt
 
 
@@ -21,8 +22,9 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    ngram_size: int = 30
-    ngram_window: int = 90
+    ngram_size: int = IMAGE_NGRAM[0]
+    ngram_window: int = IMAGE_NGRAM[1]
+    ngram_whitelist: tuple[int, ...] | None = None  # None: the family's whitelist (table tags)
 
 
 @dataclass

@@ -8,19 +8,22 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import functools
 import io
 import math
 import re
-import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from predictor.constants import PDF_DPI, PDFIUM_LOCK
 from predictor.errors import InvalidRequest, PayloadTooLarge
+from predictor.ocr.pages import PageRanges
+from predictor.ocr.pages import select as select_pages
+from predictor.ocr.types import Page
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.IGNORECASE)
 _ACCEPTED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
@@ -98,9 +101,7 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
 
 # ---- PDF -------------------------------------------------------------------------------------------------------
 
-PDF_DPI = 144  # the resolution DeepSeek's own PDF script renders pages at
-# pdfium is not thread-safe (pypdfium2 docs): decoding runs in worker threads, so every call is serialised.
-_PDFIUM_LOCK = threading.Lock()
+# PDF_DPI: DeepSeek's PDF script's resolution; PDFIUM_LOCK: pdfium is not thread-safe, one lock per process.
 
 
 def is_pdf(data: bytes) -> bool:
@@ -121,31 +122,46 @@ class DocumentLimits:
 
 
 @dataclass(frozen=True)
+class PdfControls:
+    """A request's ``dpi`` and ``pages`` for one PDF (``pages`` None: every page)."""
+
+    dpi: int = PDF_DPI
+    pages: PageRanges | None = None
+    pages_param: str = "pages"  # how errors about the selection name it (e.g. instances[2].pages)
+
+
+@dataclass(frozen=True)
 class PdfPlan:
     """What rendering a PDF will cost, read from its page sizes without rendering anything."""
 
     field: str
     scales: list[float]
     pixels: int
+    numbers: list[int] = dc_field(default_factory=list)  # 0-based index in the PDF of each planned page
+    total: int = 0  # pages in the PDF
+    dpi: int = PDF_DPI  # asked for; a page over the pixel cap renders lower (its scale says)
 
     @property
     def pages(self) -> int:
         return len(self.scales)
 
 
-def plan_pdf(data: bytes, field: str, max_pages: int, max_page_pixels: int) -> PdfPlan:
-    """Count the pages and choose each page's scale: 144 DPI, lower for a page that would exceed the pixel cap
-    (a 200x200-inch page is only a few hundred bytes of PDF but 800 MB of pixels at 144 DPI)."""
+def plan_pdf(data: bytes, field: str, max_pages: int, max_page_pixels: int,
+             controls: PdfControls = PdfControls()) -> PdfPlan:
+    """Count the pages and choose each selected page's scale: ``controls.dpi``, lower for a page that would exceed
+    the pixel cap (a 200x200-inch page is only a few hundred bytes of PDF but 800 MB of pixels at 144 DPI)."""
     import pypdfium2 as pdfium
 
-    with _PDFIUM_LOCK, _open_pdf(data, field) as pdf:
+    with PDFIUM_LOCK, _open_pdf(data, field) as pdf:
         count = len(pdf)
         if count == 0:
             raise InvalidRequest(f"{field} is a PDF without pages", param=field)
-        if count > max_pages:
-            raise InvalidRequest(f"{field} has {count} pages, over the limit of {max_pages}", param=field)
+        if controls.pages is None and count > max_pages:
+            raise InvalidRequest(f"{field} has {count} pages, over the limit of {max_pages}; select some with "
+                                 "'pages'", param=field)
+        numbers = select_pages(controls.pages, count, max_pages, field, controls.pages_param)
         scales, pixels = [], 0
-        for index in range(count):
+        for index in numbers:
             try:
                 width, height = pdf.get_page_size(index)  # points (1/72 inch)
             except pdfium.PdfiumError as exc:
@@ -153,10 +169,10 @@ def plan_pdf(data: bytes, field: str, max_pages: int, max_page_pixels: int) -> P
             if not (width > 0 and height > 0):
                 raise InvalidRequest(f"{field} page {index + 1} is empty", param=field)
             check_aspect(width, height, field, f"page {index + 1}")
-            scale = min(PDF_DPI / 72, math.sqrt(max_page_pixels / (width * height)))
+            scale = min(controls.dpi / 72, math.sqrt(max_page_pixels / (width * height)))
             scales.append(scale)
             pixels += math.ceil(width * scale) * math.ceil(height * scale)
-        return PdfPlan(field, scales, pixels)
+        return PdfPlan(field, scales, pixels, numbers, count, controls.dpi)
 
 
 @contextlib.contextmanager
@@ -174,22 +190,43 @@ def _open_pdf(data: bytes, field: str) -> Iterator[Any]:
 
 
 def render_planned(data: bytes, plan: PdfPlan) -> list[Image.Image]:
-    with _PDFIUM_LOCK, _open_pdf(data, plan.field) as pdf:
-        return [_render_page(pdf, i, plan.field, scale) for i, scale in enumerate(plan.scales)]
+    with PDFIUM_LOCK, _open_pdf(data, plan.field) as pdf:
+        return [_render_page(pdf, i, plan.field, scale) for i, scale in zip(plan.numbers, plan.scales, strict=True)]
 
 
-# A page to OCR: an image, or a function that renders it (a PDF page, rendered when its turn comes).
-Page = Image.Image | Callable[[], Image.Image]
+@dataclass(frozen=True)
+class PageInfo:
+    """Where a page comes from: its number in its document and, for a PDF page, how it was rendered."""
+
+    number: int = 1  # 1-based, in its document
+    total: int = 1  # pages of its document
+    dpi: float | None = None  # PDF pages: the resolution rendered at
+    scaled: bool = False  # rendered below the asked dpi to stay within the pixel limit
+
+
+class PdfPage:
+    """A PDF page that renders when called (when its turn comes), and says where it comes from."""
+
+    def __init__(self, data: bytes, plan: PdfPlan, position: int):
+        self._data, self._plan, self._position = data, plan, position
+        scale = plan.scales[position]
+        self.info = PageInfo(plan.numbers[position] + 1, plan.total, round(scale * 72, 2),
+                             scale < plan.dpi / 72 - 1e-9)
+
+    def __call__(self) -> Image.Image:
+        with PDFIUM_LOCK, _open_pdf(self._data, self._plan.field) as pdf:
+            return _render_page(pdf, self._plan.numbers[self._position], self._plan.field,
+                                self._plan.scales[self._position])
+
+
+def page_info(page: Page) -> PageInfo:
+    # Not getattr(page, "info"): a PIL image has an ``info`` dict of its own (JPEG: jfif, dpi, ...).
+    return page.info if isinstance(page, PdfPage) else PageInfo()
 
 
 def lazy_pages(data: bytes, plan: PdfPlan) -> list[Page]:
     """One renderer per page: a PDF's pages then exist as pixels only while they are being OCR'd."""
-
-    def render(index: int) -> Image.Image:
-        with _PDFIUM_LOCK, _open_pdf(data, plan.field) as pdf:
-            return _render_page(pdf, index, plan.field, plan.scales[index])
-
-    return [functools.partial(render, i) for i in range(plan.pages)]
+    return [PdfPage(data, plan, i) for i in range(plan.pages)]
 
 
 def render_pdf(data: bytes, field: str, max_pages: int, max_pixels: int) -> list[Image.Image]:
@@ -209,13 +246,14 @@ def _render_page(pdf: Any, index: int, field: str, scale: float) -> Image.Image:
         page.close()
 
 
-def decode_documents(items: Sequence[tuple[bytes, str]], limits: DocumentLimits,
-                     lazy: bool = False) -> list[list[Page]]:
-    """The pages of every document of one request (``(data, field)`` each). Every PDF's page count and rendered
-    size are checked against the request's limits before any page is rendered; ``lazy`` leaves PDF pages as
-    renderers (``Page``) instead of rendering them all now."""
-    plans = [plan_pdf(data, field, limits.max_pdf_pages, limits.max_page_pixels) if is_pdf(data) else None
-             for data, field in items]
+def decode_documents(items: Sequence[tuple[bytes, str]], limits: DocumentLimits, lazy: bool = False,
+                     controls: Sequence[PdfControls] | None = None) -> list[list[Page]]:
+    """The pages of every document of one request (``(data, field)`` each, with its ``controls`` if given).
+    Every PDF's page count and rendered size are checked against the request's limits before any page is
+    rendered; ``lazy`` leaves PDF pages as renderers (``PdfPage``) instead of rendering them all now."""
+    controls = controls or [PdfControls()] * len(items)
+    plans = [plan_pdf(data, field, limits.max_pdf_pages, limits.max_page_pixels, control) if is_pdf(data)
+             else None for (data, field), control in zip(items, controls, strict=True)]
     pages = pixels = 0
     for plan in plans:
         if plan is None:

@@ -7,7 +7,8 @@ a 0-999 scale of the original image (pixel = v / 999 * width or height).
 Rules (shared by :func:`parse` and :class:`StreamCleaner`, which run the same scanner and text normaliser, so the
 streamed deltas always add up to ``parse(raw).text``):
 
-- a group with parseable boxes becomes a block and disappears from the text;
+- a group with parseable boxes becomes a block and disappears from the text (or leaves what ``group_text`` says:
+  a figure's link or placeholder);
 - ``<|ref|>LABEL<|/ref|>`` not followed by ``<|det|>`` (the ``locate`` prompt's wording, echoed) keeps ``LABEL`` as
   plain text, drops its tags and makes no block: there is nothing to draw, and the label is real text;
 - anything malformed (unclosed tags, unparseable coordinates, over-long label or coordinates, stray closing tags)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from PIL import Image, ImageDraw, ImageFont
@@ -62,6 +64,12 @@ class _Group:
     end: int  # index in the raw text just after the group
     label: str
     boxes: list[list[int]] | None  # None: a ref without det, whose label stays as text
+    inverted: tuple[bool, ...] = ()  # per box: the model wrote it with x2 < x1 or y2 < y1
+
+
+# What a group with boxes leaves in the clean text: (label, boxes, inverted) -> text ("" by default). The figure
+# namer (predictor.ocr.figures) puts a link or a placeholder where an image was.
+GroupText = Callable[[str, list[list[int]], tuple[bool, ...]], str]
 
 
 _MORE = "more"  # the raw text ends inside a group: wait for more
@@ -125,7 +133,11 @@ def _read_group(raw: str, start: int, final: bool) -> _Group | str:
     if isinstance(det_close, str):
         return det_close
     boxes = _parse_boxes(raw[coords:det_close])
-    return _BAD if boxes is None else _Group(det_close + len(DET_END), label, boxes)
+    if boxes is None:
+        return _BAD
+    values = [float(v) for v in _NUM_RE.findall(raw[coords:det_close])]
+    inverted = tuple(values[i + 2] < values[i] or values[i + 3] < values[i + 1] for i in range(0, len(values), 4))
+    return _Group(det_close + len(DET_END), label, boxes, inverted)
 
 
 class _Scanner:
@@ -193,25 +205,29 @@ class _Normaliser:
         return "".join(out)
 
 
-def _piece_text(piece: str | _Group) -> str:
+def _piece_text(piece: str | _Group, group_text: GroupText | None = None) -> str:
     if isinstance(piece, str):
         return piece
-    return piece.label if piece.boxes is None else ""
+    if piece.boxes is None:
+        return piece.label
+    return group_text(piece.label.strip(), piece.boxes, piece.inverted) if group_text is not None else ""
 
 
 def _normalise(text: str) -> str:
     return _Normaliser().push(text)
 
 
-def parse(raw: str, width: int, height: int) -> Parsed:
+def parse(raw: str, width: int, height: int, group_text: GroupText | None = None) -> Parsed:
     """Split raw model output (special tokens kept) into clean text and blocks with boxes. Never raises on
-    malformed output: what cannot be parsed stays in the text."""
+    malformed output: what cannot be parsed stays in the text. ``group_text`` says what a group leaves in the
+    text (called once per group, in order)."""
     norm = _Normaliser()
     text: list[str] = []
     blocks: list[tuple[_Group, list[str]]] = []
     for piece in _Scanner().scan(raw, final=True):
         if isinstance(piece, _Group) and piece.boxes is not None:
             blocks.append((piece, []))
+            text.append(norm.push(_piece_text(piece, group_text)))
             continue
         chunk = _piece_text(piece)
         text.append(norm.push(chunk))
@@ -228,14 +244,15 @@ class StreamCleaner:
     """Clean text deltas for streaming. Text of a group that is not complete yet (or of a trailing partial tag
     such as ``<|re``) is held back, so deltas are never retracted and together equal ``parse(raw).text``."""
 
-    def __init__(self) -> None:
+    def __init__(self, group_text: GroupText | None = None) -> None:
         self._scanner = _Scanner()
         self._norm = _Normaliser()
         self._seen = ""
         self._emitted: list[str] = []
+        self._group_text = group_text
 
     def _push(self, pieces: list[str | _Group]) -> str:
-        delta = "".join(self._norm.push(_piece_text(p)) for p in pieces)
+        delta = "".join(self._norm.push(_piece_text(p, self._group_text)) for p in pieces)
         if delta:
             self._emitted.append(delta)
         return delta

@@ -49,7 +49,7 @@ def _grouped_mm_works(device: str, dtype: Any) -> bool:
         return False
 
 
-def resolve(settings: Settings) -> Hardware:
+def choose_hardware(settings: Settings) -> Hardware:
     device = settings.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from predictor.engine.ngram import MAX_NGRAM_SIZE, MAX_NGRAM_WINDOW
+from predictor.constants import MAX_NGRAM_SIZE, MAX_NGRAM_WINDOW
 from predictor.errors import InvalidRequest
+from predictor.ocr.pages import PageRanges, parse_dpi, parse_pages
 from predictor.ocr.tasks import check_text
 
 
@@ -23,6 +24,7 @@ class OcrOptions:
     max_crops: int | None = None
     ngram_size: int | None = None
     ngram_window: int | None = None
+    ngram_whitelist: tuple[int, ...] | None = None  # ids the guard never bans (None: the family's table tags)
     raw: bool = False
     render: bool = False
     max_tokens: int | None = None
@@ -32,6 +34,11 @@ class OcrOptions:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    figures: bool = False  # crop image blocks, link them in the text (predictor.ocr.figures)
+    math: str = "latex"  # "dollar": model math delimiters become $ and $$ (predictor.ocr.markdown)
+    table_format: str = "html"  # "markdown": rectangular HTML tables -> GFM pipe tables
+    pages: PageRanges | None = None  # PDF pages to OCR, 1-based (predictor.ocr.pages)
+    dpi: int | None = None  # PDF render resolution, 72..300 (default 144)
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(OcrOptions))
@@ -77,6 +84,13 @@ MAX_STOP = 4  # OpenAI's own limit
 MAX_STOP_CHARS = 256  # a stop string is held back from a stream until it cannot match: keep that bounded
 
 
+def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in accepted:
+        shown = value if isinstance(value, str) and len(value) <= 20 else type(value).__name__
+        raise InvalidRequest(f"{name} must be one of {', '.join(accepted)}, got {shown!r}", param=name)
+    return value
+
+
 def _stop(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -89,11 +103,21 @@ def _stop(value: Any) -> tuple[str, ...]:
     return tuple(check_text(s, "stop") for s in items)
 
 
+MAX_WHITELIST = 256
+
+
+def _token_ids(name: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > MAX_WHITELIST:
+        raise InvalidRequest(f"{name} must be a list of at most {MAX_WHITELIST} token ids", param=name)
+    return tuple(_int(name, v, 0) for v in value)
+
+
 _PARSERS = {
     "task": _str, "prompt": _str, "ref": _str, "mode": _str,
     "max_crops": lambda n, v: _int(n, v, 1),  # the upper bound is the family's
     "ngram_size": lambda n, v: _int(n, v, 0, MAX_NGRAM_SIZE),
     "ngram_window": lambda n, v: _int(n, v, 1, MAX_NGRAM_WINDOW),
+    "ngram_whitelist": _token_ids,
     "raw": _bool, "render": _bool, "ignore_eos": _bool,
     "max_tokens": lambda n, v: _int(n, v, 1),
     "min_tokens": lambda n, v: _int(n, v, 0),
@@ -101,6 +125,11 @@ _PARSERS = {
     "top_p": lambda n, v: _float(n, v, 0.0, 1.0),
     "seed": lambda n, v: _int(n, v, 0, 2**63 - 1),
     "stop": lambda n, v: _stop(v),
+    "figures": _bool,
+    "math": lambda n, v: _choice(n, v, ("latex", "dollar")),
+    "table_format": lambda n, v: _choice(n, v, ("html", "markdown")),
+    "pages": lambda n, v: parse_pages(v, n),
+    "dpi": lambda n, v: parse_dpi(v, n),
 }
 
 

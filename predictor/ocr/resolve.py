@@ -8,60 +8,16 @@ any work is done. Only the room left in the context needs the prepared prompt an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import replace
 
 from predictor.config import Settings
-from predictor.engine.ngram import PDF_NGRAM
-from predictor.engine.types import SamplingParams
+from predictor.constants import PDF_NGRAM
 from predictor.errors import ConfigError, InvalidRequest
-from predictor.families.base import ImageOptions, ModelFamily
+from predictor.families.base import ModelFamily
 from predictor.ocr import tasks
-from predictor.ocr.documents import DocumentLimits, Page, decode_documents, is_pdf
+from predictor.ocr.documents import PDF_DPI, DocumentLimits, PdfControls, decode_documents, is_pdf
 from predictor.ocr.options import OcrOptions
-
-DocumentKind = Literal["image", "pdf"]
-
-
-@dataclass(frozen=True)
-class ResolvedOptions:
-    """A request's options with every default filled in and every value valid for the loaded family."""
-
-    prompt: str  # "<image>\n<instruction>"
-    image: ImageOptions  # mode and max_crops set
-    raw: bool
-    render: bool
-    labels_are_text: bool  # grounding task: each box's label is the text of the box
-    max_tokens: int  # already capped by --max_new_tokens
-    min_tokens: int
-    ignore_eos: bool
-    temperature: float
-    top_p: float
-    seed: int | None
-    stop: tuple[str, ...]
-    ngram_size: int
-    ngram_window: int
-
-    def sampling(self, prompt_tokens: int, max_context: int) -> SamplingParams:
-        room = max_context - prompt_tokens
-        if room < 1:
-            raise InvalidRequest(f"the prompt takes {prompt_tokens} tokens and leaves no room in the "
-                                 f"{max_context}-token context; use a smaller mode", param="mode")
-        max_new = min(self.max_tokens, room)
-        return SamplingParams(
-            max_new_tokens=max_new, min_new_tokens=min(self.min_tokens, max_new), ignore_eos=self.ignore_eos,
-            temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=self.stop,
-            ngram_size=self.ngram_size, ngram_window=self.ngram_window,
-        )
-
-
-@dataclass
-class Document:
-    """One input of a request: an image (one page) or a PDF's pages, with the options its pages run with."""
-
-    pages: list[Page]  # images, or renderers of PDF pages, called when the page's turn comes
-    kind: DocumentKind
-    options: ResolvedOptions
+from predictor.ocr.types import Document, DocumentKind, ResolvedOptions
 
 
 class Resolver:
@@ -75,9 +31,7 @@ class Resolver:
         The repetition guard defaults depend on the kind of document: DeepSeek's PDF script uses a shorter guard
         (20/50) than its image script (30/90, our flags' default)."""
         image = self.family.image_options(options.mode or self.settings.default_mode, options.max_crops)
-        defaults = PDF_NGRAM if kind == "pdf" else (self.settings.ngram_size, self.settings.ngram_window)
-        ngram_size = defaults[0] if options.ngram_size is None else options.ngram_size
-        ngram_window = defaults[1] if options.ngram_window is None else options.ngram_window
+        ngram_size, ngram_window = self._ngram(options, kind)
         return ResolvedOptions(
             prompt=tasks.build_prompt(options.task, options.prompt, options.ref), image=image,
             raw=options.raw, render=options.render,
@@ -85,29 +39,63 @@ class Resolver:
             max_tokens=min(options.max_tokens or self.settings.default_max_tokens, self.settings.max_new_tokens),
             min_tokens=options.min_tokens, ignore_eos=options.ignore_eos, temperature=options.temperature,
             top_p=options.top_p, seed=options.seed, stop=options.stop, ngram_size=ngram_size,
-            ngram_window=ngram_window,
+            ngram_window=ngram_window, figures=options.figures, math=options.math,
+            table_format=options.table_format, ngram_whitelist=self._whitelist(options.ngram_whitelist),
         )
+
+    def _ngram(self, options: OcrOptions, kind: DocumentKind) -> tuple[int, int]:
+        defaults = PDF_NGRAM if kind == "pdf" else (self.settings.ngram_size, self.settings.ngram_window)
+        return (defaults[0] if options.ngram_size is None else options.ngram_size,
+                defaults[1] if options.ngram_window is None else options.ngram_window)
+
+    def for_kind(self, resolved: ResolvedOptions, options: OcrOptions, kind: DocumentKind) -> ResolvedOptions:
+        """``resolved`` (``options`` resolved for an image) for a document of ``kind``: only the repetition
+        guard's defaults differ, so nothing is validated again."""
+        if kind == "image":
+            return resolved
+        ngram_size, ngram_window = self._ngram(options, kind)
+        return replace(resolved, ngram_size=ngram_size, ngram_window=ngram_window)
+
+    def _whitelist(self, ids: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        """Token ids must exist in the loaded tokenizer (a checkpoint's ids differ from another's)."""
+        tokenizer = getattr(self.family, "tokenizer", None)
+        if ids is None or tokenizer is None:
+            return ids
+        size = len(tokenizer)
+        outside = [i for i in ids if i >= size]
+        if outside:
+            raise InvalidRequest(f"token ids {outside[:8]} are outside the tokenizer's vocabulary (0..{size - 1})",
+                                 param="ngram_whitelist")
+        return ids
 
     def document(self, data: bytes, field: str, options: OcrOptions, where: str | None = None) -> Document:
         """One input alone (see ``documents``)."""
         return self.documents([(data, field, options, where)])[0]
 
-    def documents(self, items: list[tuple[bytes, str, OcrOptions, str | None]]) -> list[Document]:
+    def documents(self, items: list[tuple[bytes, str, OcrOptions, str | None]],
+                  resolved_for_image: ResolvedOptions | None = None) -> list[Document]:
         """Decode the inputs of one request, ``(data, field, options, where)`` each, after every option is
         resolved, so a bad option is refused before any page is rendered; then every PDF's page count and
         rendered size are checked against the request's limits, still before anything renders. ``where``
-        (e.g. ``instances[2]``) prefixes an option's name in errors. Runs in a worker thread (CPU work)."""
+        (e.g. ``instances[2]``) prefixes an option's name in errors. ``resolved_for_image``: the items' common
+        options, already resolved by the caller (``options(...)``), so they are not resolved twice. Runs in a
+        worker thread (CPU work)."""
         resolved = []
         for data, _, options, where in items:
             kind: DocumentKind = "pdf" if is_pdf(data) else "image"
             try:
-                resolved.append((kind, self.options(options, kind)))
+                if resolved_for_image is None:
+                    resolved.append((kind, self.options(options, kind)))
+                else:
+                    resolved.append((kind, self.for_kind(resolved_for_image, options, kind)))
             except InvalidRequest as exc:
                 if where is None:
                     raise
                 raise prefixed(exc, where) from exc
+        controls = [PdfControls(options.dpi or PDF_DPI, options.pages, f"{where}.pages" if where else "pages")
+                    for _, _, options, where in items]
         pages = decode_documents([(data, field) for data, field, _, _ in items],
-                                 DocumentLimits.from_settings(self.settings), lazy=True)
+                                 DocumentLimits.from_settings(self.settings), lazy=True, controls=controls)
         return [Document(doc_pages, kind, options) for doc_pages, (kind, options) in zip(pages, resolved, strict=True)]
 
 

@@ -11,7 +11,7 @@ from predictor.engine import sdpa
 from predictor.engine.engine import Engine
 from predictor.errors import LoadError
 from predictor.families.base import LoadSettings, ModelFamily, read_config
-from predictor.ocr.hardware import Hardware, disable_compile, resolve
+from predictor.ocr.hardware import Hardware, choose_hardware, disable_compile
 from predictor.ocr.resolve import check_default_mode
 from predictor.ocr.service import OcrService
 
@@ -68,7 +68,7 @@ def resolve_checkpoint(settings: Settings) -> str:
 def load_runtime(settings: Settings) -> Runtime:
     """Checkpoint -> family -> started engine, blocking. Nothing on this path may reach torch.compile."""
     disable_compile()
-    hardware = resolve(settings)
+    hardware = choose_hardware(settings)
     log.info("hardware: %s", hardware.description)
     log.info("attention: %s", sdpa.apply(settings.sdpa_cudnn, hardware.device, hardware.dtype))
     path = resolve_checkpoint(settings)

@@ -13,45 +13,22 @@ import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
 from predictor.config import Settings
+from predictor.constants import PAGE_SEPARATOR
 from predictor.engine.engine import Engine
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.families.base import ModelFamily, PreparedPrompt
-from predictor.ocr import grounding
-from predictor.ocr.aio import gather_or_cancel
-from predictor.ocr.documents import Page
+from predictor.ocr import figures, grounding
+from predictor.ocr.aio import cancel_all, gather_or_cancel
+from predictor.ocr.documents import PageInfo, page_info
 from predictor.ocr.options import OcrOptions
-from predictor.ocr.resolve import Document, ResolvedOptions, Resolver
-
-PAGE_SEPARATOR = "\n\n<--- Page Split --->\n\n"  # DeepSeek's own separator between pages
-
-
-@dataclass
-class OcrOutput:
-    text: str  # clean text (grounding tags removed) unless raw was asked for
-    raw_text: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    image_tokens: int
-    blocks: list[dict[str, Any]] = field(default_factory=list)  # a multi-page output's carry their "page"
-    rendered_png: str | None = None  # base64 PNG with the boxes drawn, when render was asked for
-    ttft_s: float | None = None  # from the start of preprocessing to the first sampled token
-    pages: list[OcrOutput] = field(default_factory=list)  # per page, for a multi-page output
-
-    @property
-    def usage(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens, "image_tokens": self.image_tokens}
-
-    @property
-    def page_outputs(self) -> list[OcrOutput]:
-        return self.pages or [self]
+from predictor.ocr.postprocess import PageStream, finish_page
+from predictor.ocr.resolve import Resolver
+from predictor.ocr.types import Document, OcrOutput, Page, ResolvedOptions
 
 
 class OcrService:
@@ -73,25 +50,30 @@ class OcrService:
         prepared = await asyncio.to_thread(self.family.prepare, image, options.prompt, options.image)
         return prepared, options.sampling(prepared.prompt_tokens, self.family.max_context)
 
-    async def run(self, page: Page, options: ResolvedOptions | OcrOptions, request_id: str = "") -> OcrOutput:
-        """OCR one page. Raw ``OcrOptions`` are resolved first (as for an image)."""
+    async def run(self, page: Page, options: ResolvedOptions | OcrOptions, request_id: str = "",
+                  number: int | None = None) -> OcrOutput:
+        """OCR one page. Raw ``OcrOptions`` are resolved first (as for an image). ``number``: the page's 1-based
+        number in the request's output (its number in its document by default)."""
         if isinstance(options, OcrOptions):
             options = self.resolver.options(options)
+        info = page_info(page)
         async with self.engine.slot(), self.in_work:
             started = time.monotonic()
             image = await _pixels(page)
             prepared, params = await self._prepare(image, options)
             result = await self.engine.generate(prepared, params, request_id)
-        return await self._finish(image, options, result, started)
+        return await self._finish(image, options, result, started, info, number or info.number)
 
-    async def stream_page(self, page: Page, options: ResolvedOptions,
-                          request_id: str = "") -> AsyncIterator[str | OcrOutput]:
+    async def stream_page(self, page: Page, options: ResolvedOptions, request_id: str = "",
+                          number: int | None = None) -> AsyncIterator[str | OcrOutput]:
         """Yield clean text deltas, then the final ``OcrOutput``. Closing early cancels the generation."""
+        info = page_info(page)
+        number = number or info.number
         async with self.engine.slot(), self.in_work:
             started = time.monotonic()
             image = await _pixels(page)
             prepared, params = await self._prepare(image, options)
-            cleaner = None if options.raw or options.labels_are_text else grounding.StreamCleaner()
+            cleaner = None if options.raw or options.labels_are_text else PageStream(image, options, number - 1)
             raw = ""
             events = self.engine.events(prepared, params, stream=True, request_id=request_id)
             try:
@@ -104,7 +86,7 @@ class OcrService:
                         if delta:
                             yield delta
                     elif isinstance(event, GenerationResult):
-                        output = await self._finish(image, options, event, started)
+                        output = await self._finish(image, options, event, started, info, number)
                         if options.labels_are_text:
                             tail = output.text
                         else:
@@ -116,20 +98,22 @@ class OcrService:
                 await events.aclose()
 
     async def _finish(self, image: Image.Image, options: ResolvedOptions, result: GenerationResult,
-                      started: float | None = None) -> OcrOutput:
-        parsed = grounding.parse(result.text, image.width, image.height)
-        text = parsed.text
-        if options.labels_are_text:
-            text = "\n".join(b.label for b in parsed.blocks) or parsed.text
+                      started: float | None = None, info: PageInfo | None = None, number: int = 1) -> OcrOutput:
+        # Crops encode JPEGs: off the event loop. Without figures the text work is a few ms, done here.
+        if options.figures:
+            post = await asyncio.to_thread(finish_page, result.text, image, options, number - 1)
+        else:
+            post = finish_page(result.text, image, options, number - 1)
         output = OcrOutput(
-            text=result.text if options.raw else text, raw_text=result.text,
+            text=post.text, raw_text=result.text,
             finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens, image_tokens=result.image_tokens,
-            blocks=[b.to_dict() for b in parsed.blocks],
+            completion_tokens=result.completion_tokens, image_tokens=result.image_tokens, blocks=post.blocks,
             ttft_s=None if started is None or result.first_token_at is None else result.first_token_at - started,
+            figures=post.figures if options.figures else None, figures_skipped=post.figures_skipped,
+            page=_page_meta(number, image, info or PageInfo()),
         )
         if options.render:
-            png = await asyncio.to_thread(grounding.render, image, parsed.blocks)
+            png = await asyncio.to_thread(grounding.render, image, post.parsed)
             output.rendered_png = base64.b64encode(png).decode("ascii")
         return output
 
@@ -137,8 +121,9 @@ class OcrService:
 
     async def run_documents(self, documents: list[Document], request_id: str = "") -> OcrOutput:
         """Every page of ``documents`` concurrently, merged into one output (pages numbered across documents)."""
-        outputs = await gather_or_cancel(*(self.run(page, doc.options, request_id)
-                                         for doc in documents for page in doc.pages))
+        outputs = await gather_or_cancel(*(self.run(page, options, request_id, number)
+                                         for page, options, number in _numbered(documents)))
+        figures.within_budget(list(outputs), self.settings.max_response_bytes)
         return merge_pages(list(outputs))
 
     async def stream_documents(self, documents: list[Document],
@@ -147,10 +132,10 @@ class OcrService:
 
         All pages run concurrently, as without streaming: the first page streams live, the others are buffered
         until their turn. Closing early cancels every page."""
-        pages = [(page, doc.options) for doc in documents for page in doc.pages]
+        pages = _numbered(documents)
         queues: list[asyncio.Queue[Any]] = [asyncio.Queue() for _ in pages]
-        tasks = [asyncio.create_task(self._pump(image, options, request_id, queue))
-                 for (image, options), queue in zip(pages, queues, strict=True)]
+        tasks = [asyncio.create_task(self._pump(image, options, request_id, queue, number))
+                 for (image, options, number), queue in zip(pages, queues, strict=True)]
         outputs: list[OcrOutput] = []
         try:
             for number, queue in enumerate(queues):
@@ -164,16 +149,15 @@ class OcrService:
                         outputs.append(item)
                         break
                     yield item
+            figures.within_budget(outputs, self.settings.max_response_bytes)
             yield merge_pages(outputs)
         finally:
-            for task in tasks:
-                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await cancel_all(tasks)
 
     async def _pump(self, page: Page, options: ResolvedOptions, request_id: str,
-                    queue: asyncio.Queue[Any]) -> None:
-        stream = self.stream_page(page, options, request_id)
+                    queue: asyncio.Queue[Any], number: int | None = None) -> None:
+        stream = self.stream_page(page, options, request_id, number)
         try:
             async for item in stream:
                 queue.put_nowait(item)
@@ -183,9 +167,38 @@ class OcrService:
             await stream.aclose()
 
 
+def _numbered(documents: list[Document]) -> list[tuple[Page, ResolvedOptions, int]]:
+    """Each page with its number in the request: its number in its document after all pages of the documents
+    before it (selected or not), so one document's pages keep their own numbers and numbers never repeat."""
+    numbered, offset = [], 0
+    for doc in documents:
+        infos = [page_info(page) for page in doc.pages]
+        numbered += [(page, doc.options, offset + info.number) for page, info in zip(doc.pages, infos, strict=True)]
+        offset += infos[0].total if infos else 0
+    return numbered
+
+
+def _page_meta(number: int, image: Image.Image, info: PageInfo) -> dict[str, Any]:
+    meta: dict[str, Any] = {"page": number, "width": image.width, "height": image.height}
+    if info.dpi is not None:
+        meta["dpi"] = info.dpi
+        meta["scaled_to_pixel_limit"] = info.scaled
+    return meta
+
+
 async def _pixels(page: Page) -> Image.Image:
     """A PDF page is rendered only now, once it holds a place among the pages being worked on."""
     return page if isinstance(page, Image.Image) else await asyncio.to_thread(page)
+
+
+def figure_fields(output: OcrOutput) -> dict[str, Any]:
+    """A page's crops (when figures was asked) and skipped boxes, for the protocols' per-page objects."""
+    fields: dict[str, Any] = {}
+    if output.figures is not None:
+        fields["figures"] = output.figures
+    if output.figures_skipped:
+        fields["figures_skipped"] = output.figures_skipped
+    return fields
 
 
 def merge_pages(outputs: list[OcrOutput]) -> OcrOutput:
@@ -193,7 +206,8 @@ def merge_pages(outputs: list[OcrOutput]) -> OcrOutput:
     page (1-based), ``length`` if any page was cut. A single page is returned as it is."""
     if len(outputs) == 1:
         return outputs[0]
-    blocks = [{**block, "page": number} for number, o in enumerate(outputs, 1) for block in o.blocks]
+    blocks = [{**block, "page": o.page.get("page", number)}
+              for number, o in enumerate(outputs, 1) for block in o.blocks]
     return OcrOutput(
         text=PAGE_SEPARATOR.join(o.text for o in outputs),
         raw_text=PAGE_SEPARATOR.join(o.raw_text for o in outputs),

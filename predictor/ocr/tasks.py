@@ -7,22 +7,14 @@ exactly one leading ``<image>`` line and no chat template.
 
 from __future__ import annotations
 
+from predictor.constants import DEFAULT_TASK, TASK_PROMPTS
 from predictor.errors import InvalidRequest
 
 IMAGE_TAG = "<image>"
-DEFAULT_TASK = "ocr"
 MAX_PROMPT_CHARS = 4000
 MAX_REF_CHARS = 200
 
-# The official prompts, without the trailing space some README examples carry (DeepSeek's infer() strips it).
-TASKS: dict[str, str] = {
-    "ocr": "Free OCR.",
-    "markdown": "<|grounding|>Convert the document to markdown.",
-    "grounding": "<|grounding|>OCR this image.",
-    "figure": "Parse the figure.",
-    "describe": "Describe this image in detail.",
-    "locate": "Locate <|ref|>{ref}<|/ref|> in the image.",
-}
+TASKS = TASK_PROMPTS
 
 
 def check_text(value: str, name: str) -> str:

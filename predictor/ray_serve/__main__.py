@@ -17,6 +17,10 @@ import time
 from dataclasses import fields
 from typing import Any
 
+from predictor.config import set_serving_environment
+
+set_serving_environment()  # the same preamble as python -m predictor (the replicas set it too: deployment.py)
+
 log = logging.getLogger("predictor.ray_serve")
 
 
@@ -37,8 +41,9 @@ def parse(argv: list[str] | None) -> tuple[Any, Any, argparse.Namespace]:
 def builder_args(settings: Any, options: Any) -> dict[str, Any]:
     """What the builder (and so every replica) receives: all settings, explicit, so a replica never depends on the
     environment of the node it lands on."""
-    skip = ("http_port", "grpc_port", "enable_grpc", "workers")
-    args = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name not in skip}
+    from predictor.config import KSERVE_FLAGS  # the process's own server flags: Serve owns the ports
+
+    args = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name not in KSERVE_FLAGS}
     args.update({f.name: getattr(options, f.name) for f in fields(options)})
     return {k: v for k, v in args.items() if v is not None and v != []}
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
-# No torch.compile / Inductor / Triton on the serving path (docs/ARCHITECTURE.md); before torch is imported.
-os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from predictor.config import set_serving_environment
+
+set_serving_environment()  # in every replica process, before anything imports torch (as ``python -m predictor``)
 
 from ray import serve  # noqa: E402 - after the environment above
 from ray.serve.config import AutoscalingConfig  # noqa: E402
@@ -40,7 +39,7 @@ class OcrDeployment(GrpcMethods):
         settings, _ = parse_builder_args(args, check_host=True)
         self._app = build_app(settings)
         self.model = self._app.state.model
-        self._grpc = GrpcFrontend(self.model, settings.all_model_names)  # KServe v2 gRPC via Serve's gRPC proxy
+        self._grpc = GrpcFrontend(self.model, self._app.state.kserve_plane)  # KServe v2 gRPC via Serve's gRPC proxy
         # Serve routes no traffic to a replica until __init__ returns: ready means the weights are loaded.
         await asyncio.to_thread(self.model.load)
         self._mirror = asyncio.get_running_loop().create_task(MetricsMirror().run())
@@ -50,14 +49,12 @@ class OcrDeployment(GrpcMethods):
         return self._app
 
     def check_health(self) -> None:
-        """Raising makes Serve replace this replica: a dead engine thread, a sticky device error or a stalled
-        worker answers nothing useful (the same signal that turns the KServe variant's liveness red)."""
-        runtime = self.model.runtime
-        if runtime is None or not runtime.engine.worker.thread.is_alive():
-            raise RuntimeError("the engine worker thread is not running")
-        health = runtime.engine.health()
-        if not health.ok:
-            raise RuntimeError(f"the engine is unhealthy: {health.reason}")
+        """Raising makes Serve replace this replica: the model's one liveness answer (a dead engine thread, a
+        sticky device error or a stalled worker), the same that turns ``/v2/health/live`` and gRPC ``ServerLive``
+        red."""
+        ok, reason = self.model.alive()
+        if not ok:
+            raise RuntimeError(f"the engine is not alive: {reason}")
 
     def __del__(self) -> None:
         mirror = getattr(self, "_mirror", None)

@@ -61,22 +61,20 @@ class _Context:
 
 
 class GrpcFrontend:
-    """kserve's servicer over one model (every served name), called with Serve's request and context."""
+    """kserve's servicer over the model's KServe plane (every served name), called with Serve's request and
+    context."""
 
-    def __init__(self, model: Any, names: list[str]):
-        from kserve.model_repository import ModelRepository
-        from kserve.protocol.dataplane import DataPlane
+    def __init__(self, model: Any, plane: Any = None):
+        """``plane``: the KServe plane the replica's REST routes use (``app.state.kserve_plane``); a new one over
+        ``model`` when not given."""
         from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
         from kserve.protocol.grpc.servicer import InferenceServicer
 
-        from predictor.protocols.kserve.repository import GuardedRepositoryExtension
+        from predictor.protocols.kserve.plane import build_plane
         from predictor.server.auth import KeyChecker
 
-        repository = ModelRepository()
-        for name in names:
-            repository.update(model, name)
-        extension = GuardedRepositoryExtension(repository, model.settings.enable_repository_extension)
-        self._servicer = InferenceServicer(DataPlane(repository), extension)
+        plane = plane if plane is not None else build_plane(model)  # readiness and liveness ask the model
+        self._servicer = InferenceServicer(plane.dataplane, plane.extension)
         self._errors = ExceptionToStatusInterceptor()
         self._keys = KeyChecker.from_settings(model.settings)  # the same API keys as the HTTP routes
 

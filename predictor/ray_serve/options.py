@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from predictor.config import ENV_PREFIX, Settings, build_parser, settings_from_args
+from predictor.constants import DEVICE_PATTERN, DEVICES
 from predictor.errors import ConfigError
 
 APP_NAME = "deepseek-ocr"
@@ -107,8 +109,8 @@ def settings_for(namespace: argparse.Namespace, check_host: bool = True) -> Sett
     for name in ("model_dir", "device"):
         given = getattr(namespace, name, None)
         real[name] = given if given is not None else os.environ.get(ENV_PREFIX + name.upper(), getattr(defaults, name))
-    if real["device"] not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"--device must be one of auto, cpu, cuda, got {real['device']!r}")
+    if not re.fullmatch(DEVICE_PATTERN, real["device"]):
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)} or cuda:N, got {real['device']!r}")
     if real["model_dir"] and settings.model_id:
         raise ConfigError("give either --model_id or --model_dir, not both")
     return replace(settings, model_dir=real["model_dir"] or None, device=real["device"])

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from predictor.config import Settings
 from predictor.errors import Unauthorized
+from predictor.server.probes import GRPC_PROBES, is_probe
 
-# Probes answer without a key: liveness, readiness (server and model) and the model-ready routes of each protocol.
-_OPEN_PATHS = re.compile(r"^/(|health|v2/health/(live|ready)|v1/models/[^/:]+"
-                         r"|v2/models/[^/]+(/versions/[^/]+)?/ready)$")
-_OPEN_GRPC = frozenset({"ServerLive", "ServerReady", "ModelReady"})
 MISSING = "an API key is required: send 'Authorization: Bearer <key>'"
 WRONG = "the API key is not valid"
 
@@ -65,7 +61,7 @@ class KeyChecker:
     def is_open(self, method: str, path: str) -> bool:
         if path == "/metrics":
             return not self.metrics_auth
-        return method in ("GET", "HEAD") and bool(_OPEN_PATHS.match(path))
+        return method in ("GET", "HEAD") and is_probe(path)
 
     def check(self, authorization: str | None, api_key: str | None = None) -> None:
         """Raise ``Unauthorized`` unless one header carries a valid key."""
@@ -128,7 +124,7 @@ def grpc_interceptor_class(base: type) -> type:
 
 def grpc_refusal(checker: KeyChecker, method: str, metadata: Any) -> str | None:
     """Why a gRPC call (``method`` as ``/pkg.Service/Name`` or ``Name``) is refused, or None when it may pass."""
-    if not checker.enabled or method.rsplit("/", 1)[-1] in _OPEN_GRPC:
+    if not checker.enabled or method.rsplit("/", 1)[-1] in GRPC_PROBES:
         return None
     values = {str(k).lower(): v for k, v in metadata or () if isinstance(v, str)}
     try:

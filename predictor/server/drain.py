@@ -12,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from predictor.server.probes import is_liveness
+
 log = logging.getLogger(__name__)
 
-_LIVENESS = re.compile(r"^/(v2/health/live)?$")
 _METRICS = "/metrics"
 
 
@@ -98,7 +98,7 @@ class DrainMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if _LIVENESS.match(path) or path == _METRICS:
+        if is_liveness(path) or path == _METRICS:
             await self.app(scope, receive, send)
             return
         if self.drainer.draining:
@@ -106,6 +106,7 @@ class DrainMiddleware:
             from predictor.server.http_errors import error_response, is_openai_route
 
             exc = NotReady("the server is shutting down; retry on another replica", retry_after=1)
+            exc.code = "draining"  # what /health reports too: loading | unloaded | draining | failed
             await error_response(exc, is_openai_route(scope))(scope, receive, send)
             return
         self.drainer.active += 1

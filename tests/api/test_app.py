@@ -8,6 +8,7 @@ import base64
 import httpx
 import pytest
 
+from tests.builders import chat_body, data_url, image_part
 from tests.conftest import png_bytes
 
 B64 = base64.b64encode(png_bytes()).decode()
@@ -19,8 +20,7 @@ def _client(app) -> httpx.AsyncClient:
 
 
 def _chat(**extra) -> dict:
-    return {"model": MODEL, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + B64}}]}], **extra}
+    return chat_body(image_part(data_url(B64)), **extra)
 
 
 @pytest.fixture()
@@ -48,8 +48,9 @@ def test_queue_full_gets_429_with_retry_after(app):
     async def run():
         async with _client(app) as client:
             long = asyncio.create_task(client.post("/v1/chat/completions",
-                                                   json=_chat(max_tokens=3000, min_tokens=3000, ngram_size=0)))
-            await asyncio.sleep(1.0)
+                                                   json=_chat(max_tokens=300, min_tokens=300, ngram_size=0)))
+            while app.state.model.runtime.engine.in_flight < 1:  # the long request holds the only slot
+                await asyncio.sleep(0.01)
             refused = await client.post("/v1/chat/completions", json=_chat(max_tokens=2))
             refused_v1 = await client.post(f"/v1/models/{MODEL}:predict", json={"instances": [{"image": B64}]})
             first = await long

@@ -4,39 +4,34 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 
 import httpx
 import pytest
-from PIL import Image
+
+from tests.builders import b64, chat_body, data_url, image_part, png, text_part, v1_body, v2_body, v2_input
 
 MODEL = "deepseek-ocr"
 
 
 def _png(size: tuple[int, int]) -> str:
-    buf = io.BytesIO()
-    Image.new("RGB", size, "white").save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
+    return b64(png(size))
 
 
 OK = _png((64, 64))
 
 
 def _chat(prompt: str | None = None, image: str = OK, **extra) -> dict:
-    parts: list[dict] = [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + image}}]
-    if prompt is not None:
-        parts.append({"type": "text", "text": prompt})
-    return {"model": MODEL, "messages": [{"role": "user", "content": parts}], "max_tokens": 2, **extra}
+    parts = [image_part(data_url(image))] + ([] if prompt is None else [text_part(prompt)])
+    return chat_body(*parts, **{"max_tokens": 2, **extra})
 
 
 def _v1(image: str = OK, **fields) -> dict:
-    return {"instances": [{"image": image, "max_tokens": 2, **fields}]}
+    return v1_body({"image": image, "max_tokens": 2, **fields})
 
 
 def _v2(shape: list[int], data: list, **extra) -> dict:
-    return {"inputs": [{"name": "image", "shape": shape, "datatype": "BYTES", "data": data}], **extra}
+    return {**v2_body(v2_input(data, shape)), **extra}
 
 
 CHAT, V1, V2 = "/v1/chat/completions", f"/v1/models/{MODEL}:predict", f"/v2/models/{MODEL}/infer"

@@ -4,13 +4,19 @@ NGC PyTorch images export PIP_CONSTRAINT=/etc/pip/constraint.txt pinning every p
 a newer protobuf than such pins. The step must resolve anyway (it lifts the base's constraint for its install),
 keep torch, and stop on a torch below MIN_TORCH. It runs in a venv layered on the python that has the predictor's
 dependencies, with pip's --dry-run and no index: nothing is installed or downloaded.
+
+That python is often a virtualenv itself (``python3 -m venv .venv``, then ``make test``). ``--system-site-packages``
+then reaches only the base interpreter's packages, not the virtualenv's (where kserve and torch are), so the layer
+also gets the virtualenv's site-packages, with their ``.pth`` files: it sees what the image's venv sees of its base.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import chart_manifests as manifests
 import pytest
@@ -37,12 +43,29 @@ def base(tmp_path_factory):
             pytest.fail(msg)
         pytest.skip(msg)
     d = tmp_path_factory.mktemp("ngc-like")
-    # --without-pip: pip and setuptools come from the base python too, as they would in the image
-    subprocess.run([python, "-m", "venv", "--system-site-packages", "--without-pip", str(d / "venv")], check=True)
+    _layered_venv(python, d / "venv")
     (d / "constraint.txt").write_text(NGC_LIKE_PINS)
     env = {**os.environ, "PATH": f"{d / 'venv' / 'bin'}:{os.environ['PATH']}", "PIP_NO_INDEX": "1",
            "PIP_CONSTRAINT": str(d / "constraint.txt"), "PIP_FIND_LINKS": "", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     return d, env
+
+
+def _layered_venv(python: str, venv: Path) -> None:
+    """A venv whose packages are ``python``'s, as the image's venv layers on its base image's python."""
+    # --without-pip: pip and setuptools come from the base python too, as they would in the image
+    subprocess.run([python, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    own = json.loads(subprocess.run(
+        [python, "-c", "import json, site, sys; print(json.dumps(site.getsitepackages() if sys.prefix != "
+                       "sys.base_prefix else []))"], capture_output=True, text=True, check=True).stdout)
+    if own:  # python is a virtualenv: layer on its site-packages too, ahead of the base interpreter's
+        purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; "
+                                  "print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        # an "import" line of a .pth file runs: addsitedir also reads the virtualenv's own .pth files (editables)
+        Path(purelib, "_layered_on.pth").write_text(f"import site; list(map(site.addsitedir, {own!r}))\n")
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import kserve, torch"], capture_output=True,
+                           text=True)
+    assert probe.returncode == 0, f"the layered venv does not see {python}'s packages: {probe.stderr[-1000:]}"
 
 
 def _run(cmd: list[str], env: dict, cwd) -> subprocess.CompletedProcess:

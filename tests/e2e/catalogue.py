@@ -7,8 +7,6 @@ Servers under test run with the defaults except ``--max_images_per_request 8`` a
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import struct
 from collections.abc import Callable
@@ -19,23 +17,12 @@ import grpc
 import httpx
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
-from PIL import Image
 
+from tests.builders import b64, chat_body, data_url, image_part, png, v2_body, v2_input
 from tests.conftest import blank_pdf
 
 MODEL = "deepseek-ocr"
 CHAT, V1, V2 = "/v1/chat/completions", f"/v1/models/{MODEL}:predict", f"/v2/models/{MODEL}/infer"
-
-
-def png(size: tuple[int, int] = (64, 64)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, "white").save(buf, format="PNG")
-    return buf.getvalue()
-
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 OK = b64(png())
@@ -52,12 +39,11 @@ class Case:
 
 
 def _chat(parts: list[dict] | None = None, **extra: Any) -> dict:
-    parts = parts if parts is not None else [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + OK}}]
-    return {"model": MODEL, "messages": [{"role": "user", "content": parts}], "max_tokens": 2, **extra}
+    return chat_body(*(parts if parts is not None else [_url(OK)]), **{"max_tokens": 2, **extra})
 
 
 def _url(data: str, mime: str = "image/png") -> dict:
-    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
+    return image_part(data_url(data, mime))
 
 
 def _http(path: str, body: Any, content_type: str = "application/json") -> Callable[[], Any]:
@@ -79,12 +65,11 @@ def _v1(name: str, body: Any, field: str, status: int = 400, content_type: str =
 
 
 def _v2_body(inputs: list[dict], **params: Any) -> dict:
-    return {"inputs": inputs, **({"parameters": params} if params else {})}
+    return v2_body(*inputs, **params)
 
 
 def _image_input(data: list[str], shape: list[int] | None = None, datatype: str = "BYTES") -> dict:
-    return {"name": "image", "shape": shape if shape is not None else [len(data)], "datatype": datatype,
-            "data": data}
+    return v2_input(data, shape, datatype)
 
 
 def _v2(name: str, body: Any, field: str) -> Case:
@@ -205,6 +190,34 @@ def _v2_cases() -> list[Case]:
     ]
 
 
+def _v2_binary(name: str, elements: list[bytes], field: str, *, length: str | None = None,
+               size: Any = None, tail: bytes = b"") -> Case:
+    """The binary tensor extension, as tritonclient sends raw image bytes (issue 24, item 2)."""
+
+    def build() -> tuple[str, bytes, dict[str, str]]:
+        raw = b"".join(struct.pack("<I", len(e)) + e for e in elements)
+        header = json.dumps({"inputs": [{"name": "image", "shape": [len(elements)], "datatype": "BYTES",
+                                         "parameters": {"binary_data_size": len(raw) if size is None else size}}],
+                             "parameters": {"max_tokens": 2}}).encode()
+        return V2, header + raw + tail, {"Content-Type": "application/octet-stream",
+                                         "Inference-Header-Content-Length": length or str(len(header))}
+
+    return Case("v2", name, build, field)
+
+
+def _v2_binary_cases() -> list[Case]:
+    header = "inference-header-content-length"
+    return [
+        _v2_binary("binary: one undecodable byte", [b"\x89"], "image[0]"),
+        _v2_binary("binary: damaged PNG", [png()[:40]], "image[0]"),
+        _v2_binary("binary: header not a number", [png()], header, length="abc"),
+        _v2_binary("binary: header negative", [png()], header, length="-5"),
+        _v2_binary("binary: header past the body", [png()], header, length="100000000"),
+        _v2_binary("binary: binary_data_size past the body", [png()], "binary_data_size", size=1_000_000_000),
+        _v2_binary("binary: bytes after the inputs", [png()], header, tail=b"xx"),
+    ]
+
+
 def _grpc_cases() -> list[Case]:
     image = png()
     return [
@@ -220,7 +233,7 @@ def _grpc_cases() -> list[Case]:
 
 
 def catalogue() -> list[Case]:
-    return [*_openai_cases(), *_v1_cases(), *_v2_cases(), *_grpc_cases()]
+    return [*_openai_cases(), *_v1_cases(), *_v2_cases(), *_v2_binary_cases(), *_grpc_cases()]
 
 
 # ---- running a case ---------------------------------------------------------------------------------------------

@@ -37,9 +37,13 @@ def wait_idle(url: str, timeout: float = 30.0) -> bool:
     return False
 
 
-def tokens_after(url: str, settle: float = 1.0, window: float = 2.0) -> float:
-    """Tokens generated during ``window`` seconds, starting ``settle`` seconds from now: ~0 when all work stopped."""
-    time.sleep(settle)
+def tokens_after(url: str, timeout: float = 15.0) -> float:
+    """Tokens generated from now until the engine's decode batch is empty (polled): ~0 when all work had stopped.
+    Rows that go on generating keep the batch busy past ``timeout``, which fails."""
     before = generated(url)
-    time.sleep(window)
+    deadline = time.monotonic() + timeout
+    while metric(url, "deepseek_ocr_requests_running") > 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"rows still running after {timeout} s")
+        time.sleep(0.05)
     return generated(url) - before

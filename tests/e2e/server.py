@@ -79,11 +79,16 @@ def start_server(model_dir: str, log_path: str, *extra: str, env: dict[str, str]
 
 
 @contextmanager
-def served(model_dir: str, log_path: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """A started server, ready for requests, stopped however the block ends."""
+def served(model_dir: str, log_path: str, *extra: str, env: dict[str, str] | None = None,
+           wait: str | None = "ready") -> Iterator[Server]:
+    """A started server, stopped however the block ends. ``wait``: "ready" (for requests), "live" (still loading
+    its weights) or None (a server expected to fail at start-up)."""
     srv = start_server(model_dir, log_path, *extra, env=env)
     try:
-        srv.wait_ready()
+        if wait == "ready":
+            srv.wait_ready()
+        elif wait == "live":
+            srv.wait_live()
         yield srv
     finally:
         srv.stop()

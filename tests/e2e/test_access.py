@@ -98,7 +98,7 @@ def test_grpc_reads_the_authorization_metadata(locked):
         _grpc_infer(locked.grpc_target, [("authorization", "Bearer wrong-key-000000")])
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     response = _grpc_infer(locked.grpc_target, [("authorization", f"Bearer {KEY_FILE}")])
-    assert len(response.outputs[0].data) == 1
+    assert len(response.outputs[0].as_numpy()) == 1  # raw inputs are answered raw
     with grpc.insecure_channel(locked.grpc_target) as channel:  # probes stay open
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live

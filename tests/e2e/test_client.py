@@ -28,7 +28,7 @@ PROMPT_TOKENS = "deepseek_ocr_prompt_tokens_total"
 def test_mixed_folder(server, tmp_path, protocol):
     make_mixed_folder(tmp_path / "in")
     out = tmp_path / "out"
-    extra = ["--render"] if protocol == "v1" else []
+    extra = ["--render", "--render-png"] if protocol == "v1" else []
     result = run_client("--url", server.url, "--protocol", protocol, "--max-tokens", "6", "-o", str(out),
                         str(tmp_path / "in"), *extra)
     assert result.returncode == 1, result.stderr  # the corrupt image failed
@@ -37,6 +37,7 @@ def test_mixed_folder(server, tmp_path, protocol):
     assert summary_count(result.stderr, "done") == 3 and summary_count(result.stderr, "failed") == 1
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     pictures = ["a.page-1.png", "sub/b.page-1.png"] + [f"sub/deeper/doc.page-{n}.png" for n in (1, 2, 3)]
+    pictures += ["a.layouts.pdf", "sub/b.layouts.pdf", "sub/deeper/doc.layouts.pdf"]
     assert names == sorted(["a.json", "a.md", "sub/b.json", "sub/b.md", "sub/deeper/doc.json",
                             "sub/deeper/doc.md"] + (pictures if extra else []))
     doc = check_complete(out, "sub/deeper/doc")
@@ -99,6 +100,7 @@ def test_interrupt_then_resume_leaves_every_output_complete(server, tmp_path):
         check_complete(out, path.stem)
 
 
+@pytest.mark.slow
 def test_in_process_model_dir_writes_what_the_server_writes(server, tiny_v2_dir, tmp_path):
     make_mixed_folder(tmp_path / "in")
     (tmp_path / "in/broken.png").unlink()

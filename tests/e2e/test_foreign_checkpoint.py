@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import png_bytes
-from tests.e2e.server import start_server
+from tests.e2e.server import served
 
 BUILDER = os.environ.get("FOREIGN_TINY_BUILDER", "")
 
@@ -34,9 +34,7 @@ def foreign_dir(tmp_path_factory) -> str:
 
 def test_foreign_tiny_checkpoint_serves_v1_v2_and_openai(foreign_dir, tmp_path):
     image = base64.b64encode(png_bytes()).decode()
-    srv = start_server(foreign_dir, str(tmp_path / "server.log"))
-    try:
-        srv.wait_ready()
+    with served(foreign_dir, str(tmp_path / "server.log")) as srv:
         v1 = httpx.post(f"{srv.url}/v1/models/deepseek-ocr:predict", timeout=120,
                         json={"instances": [{"image": image, "max_tokens": 8, "min_tokens": 8}]})
         v2 = httpx.post(f"{srv.url}/v2/models/deepseek-ocr/infer", timeout=120, json={
@@ -45,8 +43,6 @@ def test_foreign_tiny_checkpoint_serves_v1_v2_and_openai(foreign_dir, tmp_path):
         chat = httpx.post(f"{srv.url}/v1/chat/completions", timeout=120, json={
             "model": "deepseek-ocr", "max_tokens": 8, "min_tokens": 8, "messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": "data:image/png;base64," + image}}]}]})
-    finally:
-        srv.stop()
     assert v1.status_code == 200 and v2.status_code == 200 and chat.status_code == 200, (v1.text, v2.text, chat.text)
     assert v1.json()["predictions"][0]["usage"]["completion_tokens"] == 8
     text = next(o for o in v2.json()["outputs"] if o["name"] == "text")["data"][0]

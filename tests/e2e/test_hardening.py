@@ -16,6 +16,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from openai import APITimeoutError, OpenAI, RateLimitError
 
+from tests.builders import chat_body, image_part
 from tests.conftest import png_bytes
 from tests.e2e.metrics_probe import in_flight, tokens_after, wait_idle
 from tests.e2e.server import Server, served
@@ -35,8 +36,7 @@ def small(tiny_v2_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Server:
 
 
 def _chat(images: int = 1, **options) -> dict:
-    parts = [{"type": "image_url", "image_url": {"url": DATA_URL}} for _ in range(images)]
-    return {"model": MODEL, "messages": [{"role": "user", "content": parts}], **options}
+    return chat_body(*[image_part(DATA_URL)] * images, **options)
 
 
 def _assert_serving(srv: Server) -> None:

@@ -16,7 +16,8 @@ import pytest
 from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 from tests.conftest import png_bytes
-from tests.e2e.server import start_server
+from tests.e2e.metrics_probe import generated
+from tests.e2e.server import served
 
 MODEL = "deepseek-ocr"
 PNG = png_bytes()
@@ -102,11 +103,12 @@ def test_v2_grpc_infer_raw_bytes(server):
 
     response = asyncio.run(call())
     outputs = {o.name: o for o in response.outputs}
-    texts = outputs["text"].data
+    texts = outputs["text"].as_numpy()  # raw inputs are answered in raw_output_contents (kserve's and Triton's rule)
     assert len(texts) == 1
-    assert list(outputs["finish_reason"].data) in (["length"], [b"length"])
+    assert list(outputs["finish_reason"].as_numpy()) in (["length"], [b"length"])
 
 
+@pytest.mark.slow
 def test_health_answers_during_long_generation(server):
     """Generation runs off the event loop: liveness/readiness answer while a long request is still running."""
     body = {"instances": [{"image": B64, "max_tokens": 3000, "min_tokens": 3000, "ngram_size": 0}]}
@@ -117,9 +119,12 @@ def test_health_answers_during_long_generation(server):
         result["response"] = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", json=body, timeout=300)
         finished.set()
 
+    before = generated(server.url)
     thread = threading.Thread(target=long_request)
     thread.start()
-    time.sleep(1.0)  # let it get past prefill into decoding
+    deadline = time.monotonic() + 60
+    while generated(server.url) <= before and time.monotonic() < deadline:  # past prefill, into decoding
+        time.sleep(0.02)
     timings = []
     for path in ("/v2/health/live", f"/v1/models/{MODEL}", "/", f"/v2/models/{MODEL}/ready"):
         start = time.perf_counter()
@@ -185,6 +190,7 @@ def test_v2_bad_input_is_400(server):
         assert field in r.json()["error"], r.text
 
 
+@pytest.mark.slow
 def test_readiness_503_until_loaded_and_failed_load_exits(tiny_v2_dir, tmp_path):
     """config.json is a FIFO the server blocks on, so 'loading' lasts exactly as long as the test wants."""
     gated = tmp_path / "gated"
@@ -193,9 +199,7 @@ def test_readiness_503_until_loaded_and_failed_load_exits(tiny_v2_dir, tmp_path)
         if name != "config.json":
             os.symlink(os.path.join(tiny_v2_dir, name), gated / name)
     os.mkfifo(gated / "config.json")
-    srv = start_server(str(gated), str(tmp_path / "gated.log"))
-    try:
-        srv.wait_live()
+    with served(str(gated), str(tmp_path / "gated.log"), wait="live") as srv:
         assert httpx.get(f"{srv.url}/v1/models/{MODEL}", timeout=5).status_code == 503
         assert httpx.get(f"{srv.url}/v2/models/{MODEL}/ready", timeout=5).status_code == 503
         r = httpx.post(f"{srv.url}/v1/models/{MODEL}:predict", json={"instances": [{"image": B64}]}, timeout=5)
@@ -215,29 +219,21 @@ def test_readiness_503_until_loaded_and_failed_load_exits(tiny_v2_dir, tmp_path)
                 fifo.write(src.read())
         srv.wait_ready(timeout=120)
         assert httpx.get(f"{srv.url}/v1/models/{MODEL}", timeout=5).json()["ready"] is True
-    finally:
-        srv.stop()
 
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    bad = start_server(str(broken), str(tmp_path / "broken.log"))
-    try:
+    with served(str(broken), str(tmp_path / "broken.log"), wait=None) as bad:
         assert bad.process.wait(timeout=120) != 0
         assert "unsupported checkpoint" in bad.log()
-    finally:
-        bad.stop()
 
 
 def test_bad_default_mode_fails_at_start_up_naming_the_flag(tiny_v2_dir, tmp_path):
     """A typo in --default_mode stops the server before weights load, instead of failing every request."""
-    srv = start_server(tiny_v2_dir, str(tmp_path / "mode.log"), "--default_mode", "gundam")
-    try:
+    with served(tiny_v2_dir, str(tmp_path / "mode.log"), "--default_mode", "gundam", wait=None) as srv:
         assert srv.process.wait(timeout=120) != 0
         assert "--default_mode 'gundam'" in srv.log() and "dynamic, global" in srv.log()
         assert "Loading weights" not in srv.log()
-    finally:
-        srv.stop()
 
 
 def test_v1_streaming_sse(server):
@@ -284,4 +280,5 @@ def test_start_up_log_says_what_runs(server):
     with open(server.log_path, encoding="utf-8", errors="replace") as f:
         log = f.read()  # whole: server.log() keeps only the tail
     assert "hardware: device=cpu" in log and "prefill_workers=2" in log
-    assert "serving DeepSeek-OCR as ['deepseek-ocr', 'ocr-alias']" in log and "KV cache:" in log
+    assert "serving DeepSeek-OCR as ['deepseek-ocr', 'ocr-alias', 'deepseek-ai/DeepSeek-OCR-2']" in log
+    assert "KV cache:" in log

@@ -11,7 +11,7 @@ from PIL import Image
 from transformers import AutoTokenizer
 
 from tests.conftest import page_image
-from tests.e2e.server import start_server
+from tests.e2e.server import served
 
 MODEL = "deepseek-ocr"
 SIZES = [(400, 300), (800, 1100), (2480, 3508), (3000, 800)]
@@ -56,12 +56,8 @@ def _three_protocols(url: str, image: str, mode: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def v1_server(tiny_v1_dir, tmp_path_factory):
-    srv = start_server(tiny_v1_dir, str(tmp_path_factory.mktemp("v1") / "server.log"))
-    try:
-        srv.wait_ready()
+    with served(tiny_v1_dir, str(tmp_path_factory.mktemp("v1") / "server.log")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.mark.parametrize("mode", list(V1_TOKENS))

@@ -48,7 +48,7 @@ def test_openai_client_create_and_stream(server, prefix):
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == ["length"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
-    assert [m.id for m in client.models.list().data] == [MODEL, "ocr-alias"]
+    assert [m.id for m in client.models.list().data] == [MODEL, "ocr-alias", "deepseek-ai/DeepSeek-OCR-2"]
     assert client.models.retrieve(MODEL).id == MODEL
 
 
@@ -65,6 +65,7 @@ def test_async_openai_client(server):
     assert len({r.choices[0].message.content for r in results}) == 1  # greedy: same input, same output
 
 
+@pytest.mark.slow
 def test_original_deployment_examples(server):
     """The three request examples of the original deployment's README work unchanged."""
     payload = {"model": "deepseek-ocr", "messages": [{"role": "user", "content": [
@@ -95,7 +96,7 @@ def test_kserve_client_still_sees_v1_models(server):
 
     assert asyncio.run(call()) is True
     listing = httpx.get(f"{server.url}/v1/models", timeout=10).json()
-    assert listing["models"] == [MODEL, "ocr-alias"] and listing["object"] == "list"
+    assert listing["models"] == [MODEL, "ocr-alias", "deepseek-ai/DeepSeek-OCR-2"] and listing["object"] == "list"
     card = httpx.get(f"{server.url}/v1/models/{MODEL}", timeout=10).json()
     assert card["ready"] is True and card["name"] == MODEL and card["id"] == MODEL
     assert httpx.get(f"{server.url}/v1/models/nope", timeout=10).status_code == 404

@@ -86,7 +86,7 @@ def test_rays_own_serve_run_deploys_the_builder_with_string_arguments(ray_cluste
         wait_until(lambda: str(getattr(serve.status().applications.get("cli"), "status", "")).endswith("RUNNING"),
                    180, "the serve-run application RUNNING")
         models = httpx.get(f"{ray_cluster.url}/cli/v1/models", timeout=30).json()
-        assert [m["id"] for m in models["data"]] == ["deepseek-ocr", "ocr-cli"]
+        assert [m["id"] for m in models["data"]] == ["deepseek-ocr", "ocr-cli", "deepseek-ai/DeepSeek-OCR-2"]
         r = httpx.post(f"{ray_cluster.url}/cli/v1/models/ocr-cli:predict", timeout=120,
                        json={"instances": [{"image": _b64(), "max_tokens": 2, "min_tokens": 2}]})
         assert r.status_code == 200 and r.json()["predictions"][0]["usage"]["completion_tokens"] == 2

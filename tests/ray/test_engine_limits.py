@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from tests.builders import chat_body, image_part, text_part
 from tests.conftest import png_bytes
 from tests.ray.conftest import wait_until
 
@@ -20,9 +21,7 @@ LONG = {"max_tokens": 3000, "min_tokens": 3000, "ngram_size": 0}  # minutes on t
 
 
 def _chat(stream: bool, **options) -> dict:
-    return {"model": MODEL, "stream": stream, **options,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "Free OCR."},
-                                                      {"type": "image_url", "image_url": {"url": DATA_URL}}]}]}
+    return chat_body(text_part("Free OCR."), image_part(DATA_URL), stream=stream, **options)
 
 
 def _gauge(text: str, name: str) -> float | None:

@@ -62,7 +62,7 @@ def test_openai_chat_json_and_sse_equal_the_kserve_server(ocr_app, reference, pr
                                                  max_tokens=10, stream=True, extra_body=GREEDY))
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == full.choices[0].message.content
-    assert [m.id for m in client.models.list().data] == [MODEL, "ocr-alias"]
+    assert [m.id for m in client.models.list().data] == [MODEL, "ocr-alias", "deepseek-ai/DeepSeek-OCR-2"]
 
 
 def test_kserve_v1_json_raw_body_and_sse_equal_the_kserve_server(ocr_app, reference):
@@ -95,6 +95,18 @@ def test_kserve_v2_rest_equals_the_kserve_server(ocr_app, reference):
     assert outputs == {o["name"]: o["data"] for o in want.json()["outputs"]}
     assert httpx.get(f"{ocr_app}/v2/models/{MODEL}/ready", timeout=10).status_code == 200
     assert httpx.get(f"{ocr_app}/v2/health/live", timeout=10).status_code == 200
+
+
+def test_kserve_v2_json_without_content_type_is_json(ocr_app, reference):
+    """tritonclient sends its JSON with no Content-Type; kserve alone took it for the binary extension (400)."""
+    path = f"/v2/models/{MODEL}/infer"
+    body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [B64]}], "parameters": GREEDY}
+    got = _post(ocr_app, path, content=json.dumps(body).encode())
+    want = reference.post(path, json=body)
+    assert got.status_code == want.status_code == 200, got.text
+    assert got.json()["outputs"] == want.json()["outputs"]
+    bad = _post(ocr_app, path, content=b"{}", headers={"Inference-Header-Content-Length": "abc"})
+    assert bad.status_code == 400 and "inference-header-content-length" in bad.json()["error"].lower()
 
 
 def test_errors_keep_their_shapes(ocr_app):
@@ -144,7 +156,7 @@ def test_kserve_v2_grpc_through_serves_grpc_proxy_equals_rest(ocr_app, ray_clust
         lambda c: c.is_model_ready("ocr-alias", headers=APP),
         infer(MODEL, PNG)])
     assert live is True and ready is True
-    outputs = {o.name: list(o.data) for o in response.outputs}
+    outputs = {o.name: list(o.as_numpy()) for o in response.outputs}  # raw inputs are answered raw
     want = reference.post(f"/v2/models/{MODEL}/infer", json={
         "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [B64]}], "parameters": GREEDY}).json()
     want_text = next(o["data"] for o in want["outputs"] if o["name"] == "text")
@@ -154,3 +166,21 @@ def test_kserve_v2_grpc_through_serves_grpc_proxy_equals_rest(ocr_app, ray_clust
         with pytest.raises(grpc.aio.AioRpcError) as err:
             _grpc(ray_cluster, [infer(model, data)])
         assert err.value.code() == code, (model, err.value)
+
+
+def test_kserve_v2_grpc_metadata_equals_rest(ocr_app, ray_cluster):
+    """Model metadata decodes in a gRPC client (no tensor parameters) and equals REST's; /v2 extensions agree."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    with grpc.insecure_channel(f"127.0.0.1:{ray_cluster.grpc_port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        meta = stub.ModelMetadata(pb.ModelMetadataRequest(name=MODEL), metadata=APP, timeout=30)
+        server = stub.ServerMetadata(pb.ServerMetadataRequest(), metadata=APP, timeout=30)
+    rest = httpx.get(f"{ocr_app}/v2/models/{MODEL}", timeout=10).json()
+    for key in ("inputs", "outputs"):
+        assert [(t.name, t.datatype, list(t.shape)) for t in getattr(meta, key)] == [
+            (t["name"], t["datatype"], t["shape"]) for t in rest[key]]
+    assert list(server.extensions) == httpx.get(f"{ocr_app}/v2", timeout=10).json()["extensions"]
+    assert "model_repository_extension" not in server.extensions

@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from tests.builders import chat_body, image_part, text_part
 from tests.conftest import png_bytes
 from tests.ray.conftest import deploy, replicas, wait_until
 
@@ -23,9 +24,8 @@ FAST_AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_reques
 
 
 def _chat(max_tokens: int) -> dict:
-    return {"model": "deepseek-ocr", "max_tokens": max_tokens, "min_tokens": max_tokens, "ngram_size": 0,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "Free OCR."},
-                                                      {"type": "image_url", "image_url": {"url": DATA_URL}}]}]}
+    return chat_body(text_part("Free OCR."), image_part(DATA_URL), max_tokens=max_tokens, min_tokens=max_tokens,
+                     ngram_size=0)
 
 
 @pytest.fixture(scope="module")

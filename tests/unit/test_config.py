@@ -27,8 +27,22 @@ def test_environment_fills_flags_and_command_line_wins(monkeypatch):
                                                        "PREDICTOR_ALLOW_REMOTE_IMAGES": "true",
                                                        "PREDICTOR_REMOTE_IMAGE_HOSTS": "img.example.com"})
     assert s.max_batch_size == 16 and s.max_queue == 3
-    assert s.served_model_names == ["a", "b"] and s.all_model_names == ["deepseek-ocr", "a", "b"]
+    assert s.served_model_names == ["a", "b"]
+    assert s.all_model_names == ["deepseek-ocr", "a", "b", "deepseek-ai/DeepSeek-OCR"]  # the hub id, as vLLM
     assert s.allow_remote_images is True and s.remote_image_hosts == ["img.example.com"]
+
+
+def test_hub_id_of_a_local_checkpoint(tiny_v1_dir, tiny_v2_dir, tmp_path):
+    from predictor.config import Settings
+
+    assert Settings(model_dir=tiny_v2_dir).hub_name == "deepseek-ai/DeepSeek-OCR-2"
+    assert Settings(model_dir=tiny_v1_dir).hub_name == "deepseek-ai/DeepSeek-OCR"
+    assert Settings(model_id="org/fine-tune").all_model_names == ["deepseek-ocr", "org/fine-tune"]
+    assert Settings(model_dir=tiny_v2_dir, serve_hub_name=False).all_model_names == ["deepseek-ocr"]
+    cached = tmp_path / "models--acme--ocr-ft" / "snapshots" / "abc"
+    cached.mkdir(parents=True)
+    (cached / "config.json").write_text("{}")
+    assert Settings(model_dir=str(cached)).hub_name == "acme/ocr-ft"
 
 
 @pytest.mark.parametrize(("argv", "env", "message"), [
@@ -53,10 +67,10 @@ def test_model_id_and_model_dir_together(tiny_v2_dir):
 
 
 def test_prefill_workers_auto_and_explicit(monkeypatch):
-    from predictor.ocr.hardware import resolve
+    from predictor.ocr.hardware import choose_hardware
 
-    assert resolve(_settings(["--device", "cpu"])).prefill_workers == 2
-    assert resolve(_settings(["--device", "cpu", "--prefill_workers", "3"])).prefill_workers == 3
-    assert "prefill_workers=2" in resolve(_settings(["--device", "cpu"])).description
+    assert choose_hardware(_settings(["--device", "cpu"])).prefill_workers == 2
+    assert choose_hardware(_settings(["--device", "cpu", "--prefill_workers", "3"])).prefill_workers == 3
+    assert "prefill_workers=2" in choose_hardware(_settings(["--device", "cpu"])).description
     with pytest.raises(ConfigError, match="--prefill_workers"):
         _settings(["--prefill_workers", "-1"])

@@ -8,11 +8,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from bench import gpu_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow
 def test_gpu_check_tiny_writes_every_stage_file(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
     done = subprocess.run([sys.executable, "bench/gpu_check.py", "--tiny", "--family", "v2", "--out", str(tmp_path)],

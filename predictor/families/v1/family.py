@@ -12,6 +12,7 @@ from typing import Any
 
 from PIL import Image
 
+from predictor.constants import V1_MODES
 from predictor.errors import InvalidRequest, LoadError
 from predictor.families.base import ImageOptions, ModelFamily, PreparedPrompt, special_token_ids
 from predictor.families.v1 import images as v1_images
@@ -25,7 +26,7 @@ class DeepseekOcrV1Family(ModelFamily):
 
     name = "deepseek-ocr"
     display_name = "DeepSeek-OCR v1"
-    modes = ("gundam", "tiny", "small", "base", "large")
+    modes = V1_MODES
     max_crops_limit = v1_images.MAX_CROPS_LIMIT
     default_max_crops = v1_images.DEFAULT_MAX_CROPS
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from PIL import Image
 
+from predictor.constants import V2_MODES
 from predictor.families.base import ImageOptions, ModelFamily, PreparedPrompt, special_token_ids
 from predictor.families.v2.original import is_original_ocr2_config, translate_original_ocr2_config
 
@@ -26,7 +27,7 @@ class DeepseekOcr2Family(ModelFamily):
     display_name = "DeepSeek-OCR-2"
     # dynamic: the 1024 global view plus 0..max_crops tiles of 768 (DeepSeek's only mode);
     # global: the 1024 global view alone, fewer tokens for simple pages.
-    modes = ("dynamic", "global")
+    modes = V2_MODES
     max_crops_limit = 6
     default_max_crops = DEFAULT_MAX_CROPS
 

@@ -1,29 +1,30 @@
 """KServe v1 and v2 (Open Inference Protocol) request parsing and response building.
 
 v1: ``{"instances": [{"image": <base64 or data URL>, "prompt": ..., <options>}]}`` or a raw image body.
-v2: a BYTES input ``image`` (base64 strings over REST, raw bytes over gRPC), an optional BYTES ``prompt`` and
-options as parameters. REST takes base64 because kserve's REST server does not accept the binary tensor extension
-for BYTES inputs (docs/ARCHITECTURE.md).
+v2: a BYTES input ``image`` (base64 strings in JSON; raw bytes over gRPC and in REST's binary tensor extension,
+read in ``rest_body.py``), an optional BYTES ``prompt`` and options as parameters.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse
-from kserve.protocol.infer_type import to_http_parameters
+from kserve.protocol.infer_type import RequestedOutput, to_http_parameters
 from kserve.utils.utils import generate_uuid
 
 from predictor.errors import InvalidRequest, PayloadTooLarge
 from predictor.ocr.documents import decode_base64
 from predictor.ocr.options import OcrOptions, parse_options
-from predictor.ocr.resolve import Document, Resolver, prefixed
-from predictor.ocr.service import OcrOutput
+from predictor.ocr.resolve import Resolver, prefixed
+from predictor.ocr.service import figure_fields
+from predictor.ocr.types import Document, OcrOutput
 
 # v2 parameters that belong to the protocol, not to us.
 _V2_PROTOCOL_PARAMS = frozenset({"binary_data_output", "headers", "content_type"})
@@ -95,10 +96,13 @@ def v1_response(outputs: list[OcrOutput], model_name: str) -> dict[str, Any]:
 
 
 def _prediction(output: OcrOutput) -> dict[str, Any]:
-    prediction: dict[str, Any] = {"text": output.text, "finish_reason": output.finish_reason,
+    prediction: dict[str, Any] = {**output.page, "text": output.text, "finish_reason": output.finish_reason,
                                   "usage": output.usage, "blocks": output.blocks}
+    if not output.pages:
+        prediction["raw_text"] = output.raw_text  # per page: the text with DeepSeek's grounding tags
     if output.rendered_png is not None:
         prediction["rendered_png"] = output.rendered_png
+    prediction.update(figure_fields(output))
     if output.pages:
         prediction["pages"] = [_prediction(page) for page in output.pages]
     return prediction
@@ -127,16 +131,30 @@ def parse_v2(request: InferRequest, resolver: Resolver) -> ParsedRequest:
         if len(given) not in (1, len(images)):
             raise InvalidRequest("input 'prompt' must have one element or one per image", param="prompt")
         prompts = given * len(images) if len(given) == 1 else given
+    _check_requested_outputs(request)
     params = _v2_parameters(request)
     options = parse_options({**params, "prompt": None}, ignore=_V2_PROTOCOL_PARAMS)
     items = []
     for i, (element, prompt) in enumerate(zip(images, prompts, strict=True)):
         field = f"image[{i}]"
-        data = element if isinstance(element, bytes) else decode_base64(element, field, settings.max_body_bytes)
+        data = _image_bytes(element, field, settings.max_body_bytes)
         element_options = options if prompt is None else parse_options({**params, "prompt": prompt},
                                                                        ignore=_V2_PROTOCOL_PARAMS)
         items.append((data, field, element_options, None))
     return ParsedRequest(resolver.documents(items), "v2", v2_request=request)
+
+
+_BASE64_TEXT = re.compile(rb"(data:[^,]{0,200},)?[A-Za-z0-9+/=\r\n]+")
+
+
+def _image_bytes(element: str | bytes, field: str, limit: int) -> bytes:
+    """An element is an image's bytes, or its base64 text (a data URL too): the same over JSON, gRPC and REST's
+    binary extension. Raw image bytes never match the base64 alphabet (every format starts with a byte outside it)."""
+    if isinstance(element, bytes):
+        if not _BASE64_TEXT.fullmatch(element):
+            return element
+        element = element.decode("ascii")
+    return decode_base64(element, field, limit)
 
 
 def _v2_parameters(request: InferRequest) -> dict[str, Any]:
@@ -160,13 +178,38 @@ def _bytes_elements(inp: Any, name: str) -> list[Any]:
 
 
 def _raw_elements(inp: Any, name: str) -> Any:
-    """gRPC ``raw_input_contents``: each element is a 4-byte little-endian length, then that many bytes."""
+    """gRPC ``raw_input_contents`` or REST binary data: each element is a 4-byte little-endian length, then that
+    many bytes."""
     try:
         return inp.as_numpy()
     except (ValueError, TypeError, struct.error) as exc:
-        raise InvalidRequest(f"input '{name}': raw_input_contents is not a sequence of length-prefixed elements "
+        raise InvalidRequest(f"input '{name}': its binary data is not a sequence of length-prefixed elements "
                              "matching the shape (each element: 4-byte little-endian length, then the bytes)",
                              param=name) from exc
+
+
+def _check_requested_outputs(request: InferRequest) -> None:
+    names = {o["name"] for o in V2_OUTPUTS} | {"rendered_png"}
+    for output in request.request_outputs or []:
+        if output.name not in names:
+            raise InvalidRequest(f"unknown output {output.name[:64]!r}; outputs: {', '.join(sorted(names))}",
+                                 param="outputs")
+
+
+def _requested_outputs(request: InferRequest, present: set[str]) -> list[RequestedOutput] | None:
+    """The outputs asked for, each binary when it says so, else as ``binary_data_output`` says (Triton's rule;
+    kserve alone would send every requested output without ``binary_data`` as JSON)."""
+    if not request.request_outputs:
+        return None
+    default = bool(request.use_binary_outputs)
+    chosen = []
+    for output in request.request_outputs:
+        if output.name not in present:
+            continue  # rendered_png when nothing was rendered
+        parameters = dict(output.parameters or {})
+        parameters.setdefault("binary_data", default)
+        chosen.append(RequestedOutput(output.name, parameters))
+    return chosen
 
 
 def _check_shape(shape: Any, count: int, name: str) -> None:
@@ -189,6 +232,13 @@ def _text(value: str | bytes, name: str) -> str:
     return value
 
 
+def all_figures(output: OcrOutput) -> dict[str, list[dict[str, Any]]]:
+    """Every page's crops and skipped boxes, each with its page number (v2 has one JSON element per image)."""
+    return {key: [{**item, "page": page.page.get("page", 1)}
+                  for page in output.page_outputs for item in getattr(page, key) or []]
+            for key in ("figures", "figures_skipped")}
+
+
 def v2_response(parsed: ParsedRequest, outputs: list[OcrOutput], model_name: str) -> InferResponse:
     request = parsed.v2_request
     n = len(outputs)
@@ -209,21 +259,33 @@ def v2_response(parsed: ParsedRequest, outputs: list[OcrOutput], model_name: str
     infer_outputs.append(usage)
     if any(o.rendered_png for o in outputs):
         infer_outputs.append(bytes_output("rendered_png", [o.rendered_png or "" for o in outputs]))
+    if any(p.figures is not None for o in outputs for p in o.page_outputs):
+        infer_outputs.append(bytes_output("figures", [json.dumps(all_figures(o)) for o in outputs]))
+    infer_outputs.append(bytes_output("pages", [json.dumps([p.page for p in o.page_outputs]) for o in outputs]))
     # kserve's response serialisation fails (500) on a missing id when the client sent none: always set one
     response_id = (request.id if request is not None and request.id else None) or generate_uuid()
+    from_grpc = bool(request is not None and request.from_grpc)
+    binary, requested = False, None
+    if request is not None:  # gRPC: raw outputs when the inputs came raw (tritonclient reads nothing else)
+        binary = bool(request.use_binary_outputs)
+        requested = None if from_grpc else _requested_outputs(request, {o.name for o in infer_outputs})
     return InferResponse(response_id=response_id, model_name=model_name, infer_outputs=infer_outputs,
-                         from_grpc=bool(request is not None and request.from_grpc))
+                         from_grpc=from_grpc, use_binary_outputs=binary, requested_outputs=requested)
 
 
+# Model metadata, identical over REST and gRPC: gRPC's TensorMetadata has no ``parameters`` field (a metadata
+# call that put one there failed in every gRPC client), so what each tensor holds is written in the README:
+# image = base64 in JSON, raw bytes in gRPC and REST's binary extension; blocks = a JSON list of boxes per image;
+# usage = prompt_tokens, completion_tokens, image_tokens per image (README, "Protocols").
 V2_INPUTS = [
-    {"name": "image", "datatype": "BYTES", "shape": [-1],
-     "parameters": {"content": "base64 image (REST) or raw image bytes (gRPC bytes_contents)"}},
-    {"name": "prompt", "datatype": "BYTES", "shape": [-1], "parameters": {"optional": True}},
+    {"name": "image", "datatype": "BYTES", "shape": [-1]},
+    {"name": "prompt", "datatype": "BYTES", "shape": [-1]},
 ]
 V2_OUTPUTS = [
     {"name": "text", "datatype": "BYTES", "shape": [-1]},
     {"name": "finish_reason", "datatype": "BYTES", "shape": [-1]},
-    {"name": "blocks", "datatype": "BYTES", "shape": [-1], "parameters": {"content": "JSON list of boxes"}},
-    {"name": "usage", "datatype": "INT64", "shape": [-1, 3],
-     "parameters": {"columns": "prompt_tokens, completion_tokens, image_tokens"}},
+    {"name": "blocks", "datatype": "BYTES", "shape": [-1]},
+    {"name": "usage", "datatype": "INT64", "shape": [-1, 3]},
+    {"name": "pages", "datatype": "BYTES", "shape": [-1]},
+    {"name": "figures", "datatype": "BYTES", "shape": [-1]},
 ]

@@ -24,6 +24,7 @@ from kserve import InferRequest
 from predictor.config import Settings
 from predictor.errors import NotReady, PredictorError
 from predictor.ocr.aio import gather_or_cancel
+from predictor.ocr.figures import within_budget
 from predictor.ocr.runtime import Runtime, load_runtime
 from predictor.protocols.kserve import io as kserve_io
 from predictor.protocols.kserve.io import ParsedRequest
@@ -104,18 +105,35 @@ class OcrModel(kserve.Model):
     async def healthy(self) -> bool:
         """Readiness: loaded, not draining or unloading, and the engine has not hit an unrecoverable device error
         or stalled."""
-        runtime = self.runtime  # an unload may clear it from another thread
-        if runtime is None or self.draining or self.unloading:
+        if self.runtime is None or self.draining or self.unloading:
             return False
-        return runtime.engine.health().ok
+        return self.alive()[0]
 
     def alive(self) -> tuple[bool, str]:
-        """Liveness: False (with the reason) once the engine cannot recover, so Kubernetes restarts the pod.
-        A model still loading is alive."""
-        if self.runtime is None:
+        """The one liveness answer (``/v2/health/live``, gRPC ``ServerLive``, Ray's ``check_health``): False, with
+        the reason, once the engine cannot recover (its worker thread ended, a sticky device error, a stall), so
+        the pod or replica is restarted. A model still loading, or unloaded on purpose, is alive."""
+        runtime = self.runtime  # an unload may clear it from another thread
+        if runtime is None:
             return True, ""
-        health = self.runtime.engine.health()
+        if not runtime.engine.worker.thread.is_alive():
+            return False, "the engine worker thread is not running"
+        health = runtime.engine.health()
         return health.ok, health.reason
+
+    def state(self) -> tuple[str, str]:
+        """``ready``, or why not: ``draining``, ``unloaded`` (or unloading), ``loading`` or ``failed``, and a reason."""
+        runtime = self.runtime
+        if self.draining:
+            return "draining", "the server is shutting down; retry on another replica"
+        if self.unloading or (runtime is None and self.unloaded):
+            return "unloaded", "load it with POST /v2/repository/models/{name}/load"
+        if runtime is None:
+            return "loading", "the weights are loading; retry later"
+        health = runtime.engine.health()
+        if not health.ok:
+            return "failed", health.reason
+        return "ready", ""
 
     def require_runtime(self) -> Runtime:
         if self.draining:
@@ -183,6 +201,9 @@ class OcrModel(kserve.Model):
                 return self._stream_v1(runtime, parsed)
             outputs = await gather_or_cancel(*(runtime.service.run_documents([document])
                                               for document in parsed.documents))
+            # One response for all instances: their crops share one budget, as each document's pages do.
+            within_budget([page for output in outputs for page in output.page_outputs],
+                          runtime.settings.max_response_bytes)
         except PredictorError as exc:
             raise for_kserve(exc) from exc
         if parsed.protocol == "v2":

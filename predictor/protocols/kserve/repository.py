@@ -44,7 +44,3 @@ class GuardedRepositoryExtension(ModelRepositoryExtension):
         await self._model(model_name).unload()
         return {"name": model_name, "unload": True}
 
-
-def install(server: Any, enabled: bool) -> None:
-    """Give a ``kserve.ModelServer`` (before ``start()``) the guarded extension for both REST and gRPC."""
-    server.model_repository_extension = GuardedRepositoryExtension(server.registered_models, enabled)

@@ -6,6 +6,7 @@ with its text as the prompt. Earlier turns and system messages do not change the
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ from openai.types.completion_usage import CompletionUsage
 
 from predictor.errors import InvalidRequest
 from predictor.ocr.options import ALIASES, OPTION_NAMES, OcrOptions, merge, parse_options
-from predictor.ocr.service import OcrOutput
+from predictor.ocr.service import figure_fields
+from predictor.ocr.types import OcrOutput
+from predictor.protocols.openai import vllm
 
 _REFUSED = {  # parameters we cannot honour: refuse rather than silently ignore
     "tools": "tools are not supported by this OCR model",
@@ -77,6 +80,7 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
     modalities = body.get("modalities")
     if isinstance(modalities, list) and "audio" in modalities:
         raise InvalidRequest("audio output is not supported", param="modalities")
+    vllm.refuse_unhonoured(body)
 
 
 def _options(body: dict[str, Any], text: str) -> OcrOptions:
@@ -84,6 +88,8 @@ def _options(body: dict[str, Any], text: str) -> OcrOptions:
     # ignored as OpenAI does, or as an explicit object ("extra_body" / "ocr") where unknown keys are refused.
     top = {k: body[k] for k in (*OPTION_NAMES, *_GENERATION_KEYS) if k in body and k != "prompt"}
     base = parse_options(top)
+    from_vllm = vllm.vllm_options(body)  # vLLM's spellings of raw output and of the repetition guard
+    base = merge(base, parse_options(from_vllm), set(from_vllm))
     for key in ("extra_body", "ocr"):
         nested = body.get(key)
         if nested is None:
@@ -168,10 +174,11 @@ def ocr_extra(output: OcrOutput) -> dict[str, Any]:
     blocks together (each with its ``page`` when there are several pages)."""
     pages = []
     for o in output.page_outputs:
-        page: dict[str, Any] = {"blocks": o.blocks, "finish_reason": o.finish_reason,
+        page: dict[str, Any] = {**o.page, "blocks": o.blocks, "finish_reason": o.finish_reason,
                                 "image_tokens": o.image_tokens, "raw_text": o.raw_text}
         if o.rendered_png is not None:
             page["rendered_png"] = o.rendered_png
+        page.update(figure_fields(o))
         pages.append(page)
     return {"pages": pages, "blocks": output.blocks}
 
@@ -189,7 +196,8 @@ def completion(req: ChatRequest, model: str, output: OcrOutput) -> dict[str, Any
 
 
 def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: bool = False,
-          finish: str | None = None, usage: OcrOutput | None = None) -> str:
+          finish: str | None = None, usage: OcrOutput | None = None, ocr: OcrOutput | None = None) -> str:
+    """One SSE frame; ``ocr``: the finished output, whose structured results (figures) ride on this chunk."""
     if usage is not None:
         choices: list[ChunkChoice] = []
     else:
@@ -197,4 +205,6 @@ def chunk(req: ChatRequest, model: str, *, content: str | None = None, role: boo
         choices = [ChunkChoice(index=0, delta=delta, finish_reason=finish)]  # type: ignore[arg-type]
     obj = ChatCompletionChunk(id=req.request_id, created=req.created, model=model, object="chat.completion.chunk",
                               choices=choices, usage=_usage(usage) if usage is not None else None)
+    if ocr is not None:
+        return f"data: {json.dumps({**obj.model_dump(exclude_none=True), 'ocr': ocr_extra(ocr)})}\n\n"
     return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"

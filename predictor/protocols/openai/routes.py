@@ -17,13 +17,16 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from predictor.config import Settings
 from predictor.errors import InvalidRequest, ModelNotFound, NotReady, PredictorError
+from predictor.ocr.aio import task_group
 from predictor.ocr.documents import decode_base64
 from predictor.ocr.remote_images import fetch_image
-from predictor.ocr.resolve import Document
 from predictor.ocr.runtime import Runtime
+from predictor.ocr.types import Document, ResolvedOptions
 from predictor.protocols.kserve.model import OcrModel
 from predictor.protocols.openai import protocol as proto
+from predictor.protocols.openai import vllm
 from predictor.server.http_errors import OpenAIRoute, register_routes, sse_error_frame
 
 OWNER = "deepseek-ai"
@@ -67,8 +70,11 @@ class OpenAIRoutes:
         return JSONResponse(self._card(model_name, True))
 
     async def health(self) -> JSONResponse:
-        if not await self.model.healthy():
-            raise NotReady("model is loading", retry_after=10)
+        state, reason = self.model.state()
+        if state != "ready":
+            error = NotReady(f"the model is {state}: {reason}", retry_after=1 if state == "draining" else 10)
+            error.code = state  # loading | unloaded | draining | failed
+            raise error
         runtime = self.runtime()
         return JSONResponse({"status": "ok", "model": self.model.name, "family": runtime.family.name,
                              "in_flight": runtime.engine.in_flight})
@@ -87,22 +93,17 @@ class OpenAIRoutes:
         if chat.model not in self.names:
             raise ModelNotFound(f"model {chat.model!r} does not exist; served: {', '.join(self.names)}",
                                 param="model")
-        runtime.service.resolver.options(chat.options)  # refuse a bad option before fetching or decoding
-        data = await asyncio.gather(*(self._bytes(url, i, runtime) for i, url in enumerate(chat.images)))
-        documents = await asyncio.to_thread(runtime.service.resolver.documents,
-                                            [(raw, field, chat.options, None) for raw, field in data])
+        try:  # resolved once, here: a bad option is refused before anything is fetched or decoded
+            resolved = runtime.service.resolver.options(chat.options)
+        except InvalidRequest as exc:
+            raise (vllm.renamed(exc) if isinstance(body.get("vllm_xargs"), dict) else exc) from exc
+        fetched = await _fetch_remote(chat.images, runtime.settings)
+        documents = await asyncio.to_thread(_documents, chat, fetched, resolved, runtime)  # the one thread hop
         if chat.stream:
-            return StreamingResponse(self._stream(chat, list(documents), runtime), media_type="text/event-stream",
+            return StreamingResponse(self._stream(chat, documents, runtime), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        output = await runtime.service.run_documents(list(documents), chat.request_id)
+        output = await runtime.service.run_documents(documents, chat.request_id)
         return JSONResponse(proto.completion(chat, chat.model, output))
-
-    async def _bytes(self, url: str, index: int, runtime: Runtime) -> tuple[bytes, str]:
-        field = f"image_url[{index}]"
-        settings = runtime.settings
-        if url.lower().startswith(("http://", "https://")):
-            return await fetch_image(url, field, settings), field
-        return await asyncio.to_thread(decode_base64, url, field, settings.max_body_bytes), field
 
     async def _stream(self, chat: proto.ChatRequest, documents: list[Document],
                       runtime: Runtime) -> AsyncIterator[str]:
@@ -113,7 +114,9 @@ class OpenAIRoutes:
                 if isinstance(item, str):
                     yield proto.chunk(chat, chat.model, content=item)
                 else:
-                    yield proto.chunk(chat, chat.model, finish=item.finish_reason)
+                    # Crops cannot stream: with figures, they come on the finishing chunk, beside the blocks.
+                    yield proto.chunk(chat, chat.model, finish=item.finish_reason,
+                                      ocr=item if chat.options.figures else None)
                     if chat.include_usage:
                         yield proto.chunk(chat, chat.model, usage=item)
         except PredictorError as exc:
@@ -121,6 +124,32 @@ class OpenAIRoutes:
         finally:
             await stream.aclose()
         yield "data: [DONE]\n\n"
+
+
+def _field(index: int) -> str:
+    return f"image_url[{index}]"
+
+
+def _is_remote(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))
+
+
+async def _fetch_remote(urls: list[str], settings: Settings) -> dict[int, bytes]:
+    """The request's http(s) images by index, fetched concurrently; the first failure cancels the others."""
+    async with task_group() as group:
+        tasks = {i: group.create_task(fetch_image(url, _field(i), settings))
+                 for i, url in enumerate(urls) if _is_remote(url)}
+    return {i: task.result() for i, task in tasks.items()}
+
+
+def _documents(chat: proto.ChatRequest, fetched: dict[int, bytes], resolved: ResolvedOptions,
+               runtime: Runtime) -> list[Document]:
+    """In a worker thread: decode each data URL's base64, then every input with the request's resolved options
+    (CPU work, off the event loop)."""
+    limit = runtime.settings.max_body_bytes
+    items = [(fetched[i] if i in fetched else decode_base64(url, _field(i), limit), _field(i), chat.options, None)
+             for i, url in enumerate(chat.images)]
+    return runtime.service.resolver.documents(items, resolved)
 
 
 def register(app: FastAPI, model: OcrModel) -> OpenAIRoutes:

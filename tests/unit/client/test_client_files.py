@@ -10,7 +10,8 @@ import pytest
 
 from predictor.client import outputs
 from predictor.client.discovery import DiscoveryError, discover
-from predictor.client.protocol import PAGE_SEPARATOR, PageResult
+from predictor.client.protocol import PageResult
+from predictor.constants import PAGE_SEPARATOR
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:

@@ -13,16 +13,8 @@ from predictor.engine.engine import Engine
 from predictor.engine.prefill import PARALLEL_IMAGE_VALUES, image_values
 from predictor.engine.types import Delta, GenerationResult, SamplingParams
 from predictor.errors import EngineFault, Overloaded
-from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.v2 import DeepseekOcr2Family
+from predictor.families.base import ImageOptions
 from tests.conftest import page_image
-
-
-@pytest.fixture(scope="module")
-def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
-    fam = DeepseekOcr2Family()
-    fam.load(tiny_v2_dir, LoadSettings("cpu", torch.float32, "sdpa", None))
-    return fam
 
 
 def _engine(family, **kw) -> Engine:
@@ -52,6 +44,7 @@ async def _run_all(engine: Engine, items):
     return await asyncio.gather(*(one(p, s) for p, s in items))
 
 
+@pytest.mark.slow
 def test_greedy_tokens_identical_alone_and_batched(family):
     engine = _engine(family)
     try:
@@ -81,6 +74,7 @@ def test_matches_transformers_generate(family):
     assert got.token_ids == expected
 
 
+@pytest.mark.slow
 def test_poisoned_request_fails_alone(family):
     engine = _engine(family)
     good = [(_prepared(family, size, mode), _params(n)) for size, mode, n in CASES[:2]]

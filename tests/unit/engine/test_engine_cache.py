@@ -12,8 +12,7 @@ import torch
 from predictor.engine.engine import Engine
 from predictor.engine.kv import SlotCache
 from predictor.engine.types import SamplingParams
-from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.v2 import DeepseekOcr2Family
+from predictor.families.base import ImageOptions
 from tests.conftest import page_image
 
 HEADS, DIM = 2, 4
@@ -64,13 +63,6 @@ def test_growth_builds_new_buffers_before_swapping():
     assert not cache.ensure(2, 100, budget=10_000)  # fits: nothing happens
     assert cache.ensure(4, 512, budget=1_000)  # over budget: exactly what was asked for
     assert (cache.slot_capacity, cache.columns) == (4, 256 * 2)
-
-
-@pytest.fixture(scope="module")
-def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
-    fam = DeepseekOcr2Family()
-    fam.load(tiny_v2_dir, LoadSettings("cpu", torch.float32, "sdpa", None))
-    return fam
 
 
 def _run(engine: Engine, items, delays=None):

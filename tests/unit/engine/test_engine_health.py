@@ -14,8 +14,7 @@ from predictor.engine.engine import Engine
 from predictor.engine.health import Heartbeat, is_fatal, is_oom
 from predictor.engine.types import SamplingParams
 from predictor.errors import EngineFault, NotReady, OutOfMemory
-from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.v2 import DeepseekOcr2Family
+from predictor.families.base import ImageOptions
 from tests.conftest import page_image
 from tests.engine_rows import run_rows
 
@@ -39,13 +38,6 @@ def test_heartbeat_turns_red_on_stall_only_with_work_waiting():
     assert beat.check(busy=True).ok
     beat.fail("AcceleratorError: illegal address")
     assert not beat.check(busy=False).ok
-
-
-@pytest.fixture(scope="module")
-def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
-    fam = DeepseekOcr2Family()
-    fam.load(tiny_v2_dir, LoadSettings("cpu", torch.float32, "sdpa", None))
-    return fam
 
 
 def _engine(family) -> Engine:

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from predictor.engine.engine import Engine
 from predictor.engine.types import SamplingParams
 from predictor.errors import EngineFault
-from predictor.families.base import ImageOptions, LoadSettings
-from predictor.families.v2 import DeepseekOcr2Family
+from predictor.families.base import ImageOptions
 from tests.conftest import page_image
 from tests.engine_rows import run_rows
-
-
-@pytest.fixture(scope="module")
-def family(tiny_v2_dir: str) -> DeepseekOcr2Family:
-    fam = DeepseekOcr2Family()
-    fam.load(tiny_v2_dir, LoadSettings("cpu", torch.float32, "sdpa", None))
-    return fam
-
-
 
 
 def _params(n: int, **kw) -> SamplingParams:

@@ -18,6 +18,7 @@ from tests.conftest import page_image
 CASES = [((640, 200), "tiny", 14), ((900, 500), "gundam", 9), ((500, 700), "base", 11)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_v1_tokens_match_generate_alone_and_batched(tiny_v1_dir, attn):
     family = DeepseekOcrV1Family()

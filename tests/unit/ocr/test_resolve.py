@@ -11,7 +11,8 @@ from predictor.families.v1.family import DeepseekOcrV1Family
 from predictor.families.v2 import DeepseekOcr2Family
 from predictor.ocr import resolve
 from predictor.ocr.options import OcrOptions, parse_options
-from predictor.ocr.service import OcrOutput, merge_pages
+from predictor.ocr.service import merge_pages
+from predictor.ocr.types import OcrOutput
 from tests.conftest import png_bytes
 
 PDF = b"%PDF-1.4 not really a pdf"

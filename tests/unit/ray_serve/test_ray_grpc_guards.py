@@ -39,7 +39,7 @@ def _call(frontend: GrpcFrontend, rpc: str, request, metadata: list[tuple[str, s
 
 def test_keys_and_repository_switch(tiny_v2_dir):
     model = OcrModel(Settings(model_dir=tiny_v2_dir, device="cpu", api_key=[KEY]))  # not loaded: cheap
-    frontend = GrpcFrontend(model, ["deepseek-ocr"])
+    frontend = GrpcFrontend(model)
     infer = pb.ModelInferRequest(model_name="deepseek-ocr")
     assert _call(frontend, "ModelInfer", infer, []).code == grpc.StatusCode.UNAUTHENTICATED
     wrong = _call(frontend, "ModelInfer", infer, [("authorization", "Bearer nope-nope-nope")])
