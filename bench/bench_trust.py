@@ -45,12 +45,8 @@ REAL_VOCAB = 129_280  # DeepSeek-OCR's vocabulary
 
 def _choose_without_logprobs(logits: torch.Tensor, samplers: list[Any], generated: list[list[int]]) -> Any:
     """The sampler as it was before log-probabilities (greedy rows; the bench only runs greedy)."""
-    rows, vocab = logits.shape
-    flat: list[int] = []
-    for i, (row, ids) in enumerate(zip(samplers, generated, strict=True)):
-        flat.extend(i * vocab + t for t in row.banned(ids))
-    if flat:
-        logits.view(-1).index_fill_(0, sampler._upload(flat, logits.device), float("-inf"))
+    rows = logits.shape[0]
+    sampler.apply_bans(logits, samplers, generated)
     tokens = logits.argmax(dim=-1)
     zeros = torch.zeros(rows, device=logits.device)
     return sampler.Choice(tokens, torch.isnan(logits).any(dim=-1), zeros, zeros)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from predictor.families.base import special_token_ids
+from predictor.families.fused import fuse_text_model
 from predictor.testing.tokenizer import build_tokenizer
 
 V1_LANGUAGE = {
@@ -73,6 +74,7 @@ def full_size_family(which: str, device: str) -> tuple[Any, str]:
                                                      tokenizer=tokenizer)
             model = _v2_model(ids)
     family.model = model.to(dtype).eval()
+    fuse_text_model(family.model)  # as ModelFamily.load does for a served checkpoint
     family.model.generation_config.disable_compile = True
     family.tokenizer = tokenizer
     return family, device

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from predictor.constants import DEVICES, IMAGE_NGRAM, MAX_NGRAM_SIZE
+from predictor.constants import DEVICE_PATTERN, IMAGE_NGRAM, MAX_NGRAM_SIZE
 from predictor.errors import ConfigError
 
 ENV_PREFIX = "PREDICTOR_"
@@ -53,6 +53,7 @@ class Settings:
     dtype: str = "auto"
     attn_implementation: str = "auto"
     experts_implementation: str = "auto"
+    sdpa_cudnn: str = "auto"
     max_new_tokens: int = 8192
     default_max_tokens: int = 4096
     max_batch_size: int = 8
@@ -151,10 +152,10 @@ def set_serving_environment() -> None:
 KSERVE_FLAGS = ("http_port", "grpc_port", "enable_grpc", "workers")
 
 _CHOICES = {
-    "device": DEVICES,
     "dtype": ("auto", "bfloat16", "float16", "float32"),
     "attn_implementation": ("auto", "sdpa", "eager"),
     "experts_implementation": ("auto", "grouped_mm", "batched_mm", "eager"),
+    "sdpa_cudnn": ("auto", "on", "off"),
 }
 _HELP = {
     "model_name": "name in KServe and OpenAI routes",
@@ -163,8 +164,10 @@ _HELP = {
     "model_id": f"HuggingFace repo id to download (default {DEFAULT_MODEL_ID} when --model_dir is not given)",
     "model_dir": "local checkpoint directory, e.g. /mnt/models from KServe's storage initializer",
     "revision": "hub revision (branch, tag or commit) for --model_id",
-    "device": "auto picks cuda when available",
+    "device": "auto | cpu | cuda | cuda:N (auto picks cuda when available)",
     "dtype": "auto = bfloat16 on CUDA, float32 on CPU",
+    "sdpa_cudnn": "cuDNN attention in SDPA (CUDA): auto = off (its plans are built per exact shape; "
+                  "docs/PERFORMANCE.md), on = torch's own choice; the backend each phase uses is logged at start-up",
     "max_new_tokens": "hard cap on generated tokens per request",
     "default_max_tokens": "generated tokens when a request does not say",
     "max_batch_size": "rows decoded together in one step",
@@ -286,10 +289,15 @@ def validate(s: Settings, explicit_model_id: bool = True) -> None:
         # kserve's multi-process mode pickles the model into each worker and drops the routes we add to the
         # app (docs/ARCHITECTURE.md): scale with replicas instead.
         raise ConfigError("--workers must be 1; scale with replicas (or --max_batch_size) instead")
-    if s.device == "cuda":
+    if not re.fullmatch(DEVICE_PATTERN, s.device):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, not {s.device!r}")
+    if s.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was requested but no CUDA device is visible")
+            raise ConfigError(f"--device {s.device} was requested but no CUDA device is visible")
+        index = torch.device(s.device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {s.device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     if s.device == "cpu" and s.dtype == "float16":
         raise ConfigError("--dtype float16 is not supported on --device cpu; use float32 or bfloat16")

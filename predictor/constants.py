@@ -35,8 +35,9 @@ TASKS = tuple(TASK_PROMPTS)
 DEFAULT_TASK = "ocr"
 TASKS_WITHOUT_REF = tuple(name for name, prompt in TASK_PROMPTS.items() if "{ref}" not in prompt)
 
-# Where a model runs (--device): "auto" picks cuda when a GPU is visible.
+# Where a model runs (--device): "auto" picks cuda when a GPU is visible; "cuda:N" names one GPU.
 DEVICES = ("auto", "cpu", "cuda")
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
 
 # Resolution modes per family; the first is the family's default.
 V1_MODES = ("gundam", "tiny", "small", "base", "large")

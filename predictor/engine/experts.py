@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from predictor.engine import experts_dense
+
 log = logging.getLogger(__name__)
 
 SIZES = (6, 48, 192, 6000)
@@ -62,6 +64,7 @@ def _candidates() -> dict[str, Any]:
     names = [name for name in ("grouped_mm", "batched_mm") if name in ALL_EXPERTS_FUNCTIONS]
     found = {name: ALL_EXPERTS_FUNCTIONS[name] for name in names}
     found["eager"] = lambda module, *args: type(module).forward.__wrapped__(module, *args)
+    found[experts_dense.NAME] = experts_dense.dense_experts_forward
     return found
 
 
@@ -127,6 +130,9 @@ def probe(model: Any, sizes: tuple[int, ...] = SIZES, top_k: int | None = None) 
         for name, fn in _candidates().items():
             if name == "batched_mm" and _gathered_bytes(module, index.numel()) > BATCHED_MM_LIMIT_BYTES:
                 results[name] = {"skipped": "would gather more than 1 GiB of weights"}
+                continue
+            if name == experts_dense.NAME and not experts_dense.fits(module, hidden.shape[0]):
+                results[name] = {"skipped": "all-experts activations past experts_dense.LIMIT_BYTES"}
                 continue
             try:
                 got = fn(module, hidden, index, weights)

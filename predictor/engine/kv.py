@@ -21,6 +21,10 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 COLUMN_CHUNK = 256  # columns grow in chunks so a slightly longer row does not reallocate every time
+# The attended span is rounded up to a multiple of this, so a step's attention shapes repeat for 256 steps:
+# cuDNN attention keys its plan cache on exact shapes (a span growing by one each step misses it every step) and
+# CUDA graphs are captured per shape. The extra columns are hidden by the mask (each adds an exact 0 to softmax).
+SPAN_BUCKET = 256
 
 
 class SlotLayer(CacheLayerMixin):
@@ -66,6 +70,8 @@ class SlotCache(Cache):
     its next token is written to, the position id of that token (real tokens only, so a row sees the positions it
     would see alone) and the id of that token.
     """
+
+    span_bucket = SPAN_BUCKET
 
     def __init__(self, like: Any, slots: int, columns: int):
         """``like``: a prefill cache whose layers show the dtype, device, heads and head sizes to allocate."""
@@ -117,16 +123,15 @@ class SlotCache(Cache):
         """Make room for ``slots`` rows of up to ``columns`` positions (the most any live or joining row will
         reach); True when the buffers were reallocated.
 
-        Grows to the larger of the current and the requested shape while that stays within ``budget`` positions,
-        else to exactly what is requested (admission keeps that within the budget). The new buffers are filled
-        before they replace the old ones: if allocating fails, nothing changed.
+        Columns grow geometrically (at least double, in whole chunks) while that stays within ``budget`` positions,
+        so a stream of ever longer joins reallocates and copies the running batch a logarithmic number of times, not
+        at every join; slots never shrink below the current capacity unless the budget forces it, and then to as
+        many as the budget holds (at least ``slots``). Admission keeps ``slots x columns`` within the budget. The
+        new buffers are filled before they replace the old ones: if allocating fails, nothing changed.
         """
         if slots <= self.slot_capacity and columns <= self.columns:
             return False
-        rounded = -(-columns // COLUMN_CHUNK) * COLUMN_CHUNK
-        new_slots, new_cols = max(slots, self.slot_capacity), max(rounded, self.columns)
-        if new_slots * new_cols > budget:
-            new_slots, new_cols = slots, rounded if slots * rounded <= budget else columns
+        new_slots, new_cols = self._grown_shape(slots, columns, budget)
         layers, state = self._allocate(new_slots, new_cols)
         n, used = self.rows, min(self.columns, new_cols)
         if n:
@@ -138,6 +143,17 @@ class SlotCache(Cache):
                 state[key][:n].copy_(getattr(self, key)[:n])
         self._commit(layers, state)
         return True
+
+    def _grown_shape(self, slots: int, columns: int, budget: int) -> tuple[int, int]:
+        rounded = -(-columns // COLUMN_CHUNK) * COLUMN_CHUNK
+        new_slots = max(slots, self.slot_capacity)
+        new_cols = max(rounded, 2 * self.columns) if columns > self.columns else self.columns
+        if new_slots * new_cols > budget:  # keep the slots, grow the columns less
+            new_cols = max(rounded, budget // new_slots // COLUMN_CHUNK * COLUMN_CHUNK)
+        if new_slots * new_cols > budget:  # fewer slots: as many as the budget holds at the needed columns
+            new_cols = rounded if slots * rounded <= budget else columns
+            new_slots = max(slots, min(new_slots, budget // new_cols))
+        return new_slots, new_cols
 
     # ---- rows joining and leaving ------------------------------------------------------------------------------
 
@@ -196,7 +212,7 @@ class SlotCache(Cache):
     def begin_step(self) -> torch.Tensor:
         """Mark each row's new column visible; return the ``[rows, 1, 1, span]`` additive mask view for the step."""
         n = self.rows
-        self.span = max(self.lengths) + 1
+        self.span = bucketed_span(max(self.lengths) + 1, self.span_bucket, self.columns)
         rows, cols = self.arange[:n], self.write[:n]
         self.step_index = (rows, cols)
         self.mask[rows, cols] = 0.0
@@ -212,3 +228,9 @@ class SlotCache(Cache):
         """Data pointers of every buffer (tests: decode steps, joins and leaves keep them)."""
         ptrs = [t.data_ptr() for layer in self.layers for t in (layer.keys, layer.values)]
         return ptrs + [self.mask.data_ptr(), self.write.data_ptr(), self.position.data_ptr()]
+
+
+def bucketed_span(needed: int, bucket: int, columns: int) -> int:
+    """The attended span for a step whose longest row needs ``needed`` columns: rounded up to ``bucket``, never past
+    the buffers (whose column count is itself a multiple of the chunk unless the budget cut it)."""
+    return min(-(-needed // bucket) * bucket, columns)

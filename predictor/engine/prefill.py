@@ -78,12 +78,24 @@ class Prefilled:
         """
         if self.ready is None:
             return
-        stream = torch.cuda.current_stream()
+        stream = torch.cuda.current_stream(self.logits.device)  # the decode stream of the prefill's own GPU
         stream.wait_event(self.ready)
         tensors = [self.mask, self.logits] + [t for layer in self.cache.layers for t in (layer.keys, layer.values)]
         for tensor in tensors:
             if isinstance(tensor, torch.Tensor) and tensor.is_cuda:
                 tensor.record_stream(stream)
+
+
+def decode_stream(device: Any) -> Any:
+    """The decode loop's CUDA stream, at a higher priority than the prefill streams (created at the default, lowest
+    priority): when a vision-encoder pass and a decode step are both queued, the GPU schedules the step's kernels
+    first, so a long prefill delays running rows less. None on CPU."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    stream = torch.cuda.Stream(device=device, priority=-1)  # lower is higher; clamped to the device's range
+    stream.wait_stream(torch.cuda.default_stream(device))  # weights and probes were queued on the default stream
+    return stream
 
 
 class Prefiller:

@@ -101,21 +101,28 @@ class Choice:
         return picked
 
 
-def _upload(values: list[int], device: torch.device) -> torch.Tensor:
-    host = torch.tensor(values, dtype=torch.long)
+def _upload(values: list[Any], device: torch.device, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """Host values to the device without making the host wait (pinned memory, non-blocking copy) on CUDA."""
+    host = torch.tensor(values, dtype=dtype)
     if device.type == "cuda":
         return host.pin_memory().to(device, non_blocking=True)
     return host.to(device)
 
 
-def choose(logits: torch.Tensor, samplers: list[RowSampler], generated: list[list[int]]) -> Choice:
-    """``logits``: float32 ``[rows, vocab]`` of the last position (modified in place)."""
-    rows, vocab = logits.shape
+def apply_bans(logits: torch.Tensor, samplers: list[RowSampler], generated: list[list[int]]) -> None:
+    """Each row's repetition-guard bans as -inf in ``logits`` (in place), in one upload for the whole batch."""
+    vocab = logits.shape[1]
     flat: list[int] = []
     for i, (sampler, ids) in enumerate(zip(samplers, generated, strict=True)):
         flat.extend(i * vocab + t for t in sampler.banned(ids))
     if flat:
         logits.view(-1).index_fill_(0, _upload(flat, logits.device), float("-inf"))
+
+
+def choose(logits: torch.Tensor, samplers: list[RowSampler], generated: list[list[int]]) -> Choice:
+    """``logits``: float32 ``[rows, vocab]`` of the last position (modified in place)."""
+    rows, vocab = logits.shape
+    apply_bans(logits, samplers, generated)
     score, tokens = logits.max(dim=-1)  # the greedy choice and its logit (first maximum, as argmax)
     failed = torch.isnan(logits).any(dim=-1)
     norm = torch.logsumexp(logits, dim=-1)
@@ -133,12 +140,12 @@ def choose(logits: torch.Tensor, samplers: list[RowSampler], generated: list[lis
 def _sample(logits: torch.Tensor, samplers: list[RowSampler], sampled: list[int], choice: Choice) -> None:
     tokens, failed = choice.tokens, choice.failed
     index = _upload(sampled, logits.device)
-    temps = torch.tensor([[samplers[i].params.temperature] for i in sampled], dtype=logits.dtype)
-    probs = torch.softmax(logits.index_select(0, index) / temps.to(logits.device), dim=-1)
+    temps = _upload([[samplers[i].params.temperature] for i in sampled], logits.device, logits.dtype)
+    probs = torch.softmax(logits.index_select(0, index) / temps, dim=-1)
     # a row without top-p gets an infinite threshold: batched with top-p rows it keeps exactly what it keeps alone
     top_p = [p if (p := samplers[i].params.top_p) < 1.0 else float("inf") for i in sampled]
     if min(top_p) < 1.0:
-        probs = _top_p(probs, torch.tensor(top_p, dtype=probs.dtype).to(logits.device))
+        probs = _top_p(probs, _upload(top_p, logits.device, probs.dtype))
     bad = ~torch.isfinite(probs).all(dim=-1) | ~(probs.sum(dim=-1) > 0)
     # multinomial raises (CPU) or trips a device assert (CUDA) on such rows: give them a harmless
     # distribution, draw, and report them as failed instead

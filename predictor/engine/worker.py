@@ -10,6 +10,7 @@ A failure inside one request's prefill or sampling fails only that request; the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -26,7 +27,7 @@ from predictor.engine.failures import FailurePolicy, stopping
 from predictor.engine.health import Heartbeat
 from predictor.engine.kv import COLUMN_CHUNK, SlotCache
 from predictor.engine.ngram import table_token_ids
-from predictor.engine.prefill import PARALLEL_IMAGE_VALUES, Prefilled, Prefiller, image_values
+from predictor.engine.prefill import PARALLEL_IMAGE_VALUES, Prefilled, Prefiller, decode_stream, image_values
 from predictor.engine.rows import Row
 from predictor.engine.scheduler import Scheduler, Turns
 from predictor.engine.stats import EngineStats
@@ -95,6 +96,11 @@ class Worker(FailurePolicy):
     # ---- the loop --------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        stream = decode_stream(self.device)
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            self._loop()
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             self.heartbeat.tick()
             try:

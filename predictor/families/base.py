@@ -55,6 +55,7 @@ class LoadSettings:
     dtype: Any  # a torch.dtype
     attn_implementation: str  # "sdpa" | "eager"
     experts_implementation: str | None  # "grouped_mm" | "batched_mm" | "eager" | None (library default)
+    fused: bool = True  # fused RMSNorm/RoPE forwards in the text model (families/fused.py); False: transformers' own
 
 
 class ModelFamily(abc.ABC):
@@ -105,6 +106,10 @@ class ModelFamily(abc.ABC):
         if "device_map" not in kwargs:
             model = model.to(settings.device)
         model.eval()
+        if settings.fused:  # the one place transformers' module forwards are swapped
+            from predictor.families.fused import fuse_text_model
+
+            fuse_text_model(model)
         # Nothing on the serving path may compile (docs/ARCHITECTURE.md).
         model.generation_config.disable_compile = True
         self.model = model

@@ -53,26 +53,28 @@ def choose_hardware(settings: Settings) -> Hardware:
     device = settings.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    on_cuda = device.startswith("cuda")  # "cuda" or "cuda:N"
     if settings.dtype == "auto":
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        dtype = torch.bfloat16 if on_cuda else torch.float32
     else:
         dtype = _DTYPES[settings.dtype]
     attn = "sdpa" if settings.attn_implementation == "auto" else settings.attn_implementation
     experts: str | None = None if settings.experts_implementation == "auto" else settings.experts_implementation
-    if experts is None and device == "cuda":
+    if experts is None and on_cuda:
         experts = "grouped_mm" if _grouped_mm_works(device, dtype) else "batched_mm"
-    if device == "cuda":
-        index = torch.cuda.current_device()
+    if on_cuda:
+        index = torch.device(device).index
+        index = torch.cuda.current_device() if index is None else index
         major, minor = torch.cuda.get_device_capability(index)
         what = f"cuda:{index} {torch.cuda.get_device_name(index)} (sm_{major}{minor})"
     else:
         what = f"cpu ({torch.get_num_threads()} threads)"
     # On CPU a batched vision encoder measured no faster per image (and slower at 8): prefill one at a time.
-    prefill = settings.max_prefill_batch or (4 if device == "cuda" else 1)
+    prefill = settings.max_prefill_batch or (4 if on_cuda else 1)
     # On CPU the decode loop is mostly Python and the vision encoder mostly kernels (the GIL is released inside
     # them), so two prefills beside the decode loop keep two cores busy: measured c=8 over c=1 2.5x -> 2.9x at
     # 512 tokens (docs/PERFORMANCE.md). On CUDA one prefill stream; batching (max_prefill_batch) does the rest.
-    workers = settings.prefill_workers or (1 if device == "cuda" else 2)
+    workers = settings.prefill_workers or (1 if on_cuda else 2)
     description = (f"device={what} dtype={str(dtype).removeprefix('torch.')} attention={attn} "
                    f"experts={experts or 'library default'} prefill_batch={prefill} prefill_workers={workers} "
                    f"torch={torch.__version__} compile=disabled")

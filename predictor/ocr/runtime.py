@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from predictor.config import Settings
-from predictor.engine import experts
+from predictor.engine import experts, sdpa
 from predictor.engine.config import EngineConfig
 from predictor.engine.engine import Engine
 from predictor.errors import LoadError
@@ -72,6 +72,7 @@ def load_runtime(settings: Settings) -> Runtime:
     disable_compile()
     hardware = choose_hardware(settings)
     log.info("hardware: %s", hardware.description)
+    log.info("attention: %s", sdpa.apply(settings.sdpa_cudnn, hardware.device, hardware.dtype))
     path = resolve_checkpoint(settings)
     config = read_config(path)
     family_class = detect_family(path, config)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from predictor.config import ENV_PREFIX, Settings, build_parser, settings_from_args
-from predictor.constants import DEVICES
+from predictor.constants import DEVICE_PATTERN, DEVICES
 from predictor.errors import ConfigError
 
 APP_NAME = "deepseek-ocr"
@@ -108,8 +109,8 @@ def settings_for(namespace: argparse.Namespace, check_host: bool = True) -> Sett
     for name in ("model_dir", "device"):
         given = getattr(namespace, name, None)
         real[name] = given if given is not None else os.environ.get(ENV_PREFIX + name.upper(), getattr(defaults, name))
-    if real["device"] not in DEVICES:
-        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {real['device']!r}")
+    if not re.fullmatch(DEVICE_PATTERN, real["device"]):
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)} or cuda:N, got {real['device']!r}")
     if real["model_dir"] and settings.model_id:
         raise ConfigError("give either --model_id or --model_dir, not both")
     return replace(settings, model_dir=real["model_dir"] or None, device=real["device"])
@@ -150,7 +151,7 @@ def deployment_options(settings: Settings, options: RayOptions, cluster_gpus: fl
     if options.num_gpus is not None:
         gpus = options.num_gpus
     else:
-        gpus = 1.0 if settings.device == "cuda" or (settings.device == "auto" and cluster_gpus > 0) else 0.0
+        gpus = 1.0 if settings.device.startswith("cuda") or (settings.device == "auto" and cluster_gpus > 0) else 0.0
     return {
         "autoscaling_config": {"min_replicas": options.min_replicas, "max_replicas": options.max_replicas,
                                "target_ongoing_requests": target},

@@ -1,4 +1,5 @@
-"""bench/gpu_check.py runs end to end on CPU with tiny shapes, so it is ready for the first GPU."""
+"""bench/gpu_check.py runs end to end on CPU with tiny shapes (--tiny), writing every stage file, so the one GPU
+run it gets cannot fail on something a CPU could have caught."""
 
 from __future__ import annotations
 
@@ -9,26 +10,49 @@ import sys
 
 import pytest
 
+from bench import gpu_check
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.slow
-def test_gpu_check_runs_on_cpu_and_prints_one_json_line():
+def test_gpu_check_tiny_writes_every_stage_file(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
-    done = subprocess.run([sys.executable, "bench/gpu_check.py", "--tiny", "--family", "v2"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1
-    result = json.loads(lines[0])
-    assert result["versions"]["torch"] == __import__("torch").__version__
-    assert result["sdpa"]["decoder_decode_b32"]["backends"]["MATH"] == "ok"
-    probe = result["experts"]["results"]
-    assert set(probe) == {"6", "48"} and all(r["ok"] for r in probe["6"].values() if "ok" in r)
-    assert result["experts"]["plan"].startswith("<=6 rows:")
-    step = result["decode_step"]
-    assert step["rows"] == 4 and step["steps"] == 10 and step["split"]["steps"] == 10
-    assert step["cpu_ops"] > 0 and step["kv_cache"]["slots"] == 4
-    bench = result["throughput"]
-    assert bench["c1"]["generated_tokens"] == 16 and bench["c2"]["generated_tokens"] == 16
+    done = subprocess.run([sys.executable, "bench/gpu_check.py", "--tiny", "--family", "v2", "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    stages = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in (*gpu_check.STAGES, "load")}
+    assert all(s["ok"] for s in stages.values()), {n: s.get("error") for n, s in stages.items()}
+    assert stages["versions"]["result"]["torch"] == __import__("torch").__version__
+    for name in gpu_check.NEEDS_CUDA:
+        assert stages[name]["skipped"] == "no CUDA"
+    assert stages["sdpa_default"]["result"]["decode_masked_strided"] in {"math", "flash_attention",
+                                                                         "efficient_attention", "cudnn_attention"}
+    hit = stages["experts_hit"]["result"]
+    assert hit["moe_layers"] >= 1 and 1 <= hit["distinct_mean_all_layers"] <= hit["experts_per_layer"]
+    bench = stages["throughput"]["result"]["cudnn_off"]
+    assert bench["c1"]["generated_tokens"] == 4 and bench["c2"]["generated_tokens"] == 8
     assert bench["speedup_c2_over_c1"] > 0
+
+
+def test_versions_name_the_wheel_to_carry(monkeypatch):
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", "5.17.0")
+    try:
+        gpu_check.versions({})
+    except gpu_check.VersionError as exc:
+        assert "carry transformers==5.24.0" in str(exc)
+    else:
+        raise AssertionError("an old transformers must stop the check before any model is built")
+
+
+def test_a_failing_stage_still_writes_its_file(tmp_path):
+    ctx = {"device": "cpu", "out": str(tmp_path), "started": 0.0, "budget": 1e12}
+
+    def broken(ctx):
+        raise ValueError("boom")
+
+    record = gpu_check.run_stage("broken", broken, ctx)
+    written = json.loads((tmp_path / "broken.json").read_text())
+    assert record["ok"] is False and written["error"] == "ValueError: boom"
