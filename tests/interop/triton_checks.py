@@ -88,7 +88,9 @@ def test_http_infer_all_outputs_binary_by_default(http, expected):
     result = http.infer(MODEL, [image], parameters=PARAMS)
     assert _text(result) == expected
     names = {o["name"] for o in result.get_response()["outputs"]}
-    assert names == {"text", "finish_reason", "blocks", "usage", "pages"}
+    # every output the request produced (figures only when asked), each one the metadata announces
+    assert names == {"text", "finish_reason", "blocks", "usage", "pages", "confidence", "repetition"}
+    assert names <= {o["name"] for o in http.get_model_metadata(MODEL)["outputs"]}
 
 
 @pytest.mark.parametrize("value", [PNG, B64.encode()], ids=["raw-bytes", "base64"])
