@@ -77,9 +77,6 @@ class Turns(Generic[T]):
         """Each owner's next item, owners in turn order."""
         return [(owner, self._queues[owner][0]) for owner in sorted(self._queues, key=self._rank.__getitem__)]
 
-    def peek(self) -> T:
-        return self.heads()[0][1]
-
     def pop(self) -> T:
         """The next item in turn."""
         return self.take(self.heads()[0][0])

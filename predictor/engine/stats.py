@@ -75,11 +75,6 @@ class EngineStats:
     def running(self) -> int:
         return self.occupancy()[1]
 
-    @property
-    def queued(self) -> int:
-        in_flight, running = self.occupancy()
-        return in_flight - running
-
     # ---- decode steps ----------------------------------------------------------------------------------------------
 
     def take_steps(self) -> dict[str, float]:

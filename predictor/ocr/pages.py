@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from predictor.constants import PDF_DPI
 from predictor.errors import InvalidRequest
 
-DEFAULT_DPI = PDF_DPI  # DeepSeek's PDF script's resolution (predictor.constants)
 MIN_DPI, MAX_DPI = 72, 300
 MAX_SPEC_CHARS = 200
 _PART = re.compile(r"^\s*(\d{1,6})\s*(?:-\s*(\d{1,6})\s*)?$")
@@ -69,7 +67,3 @@ def parse_dpi(value: Any, name: str = "dpi") -> int:
     if not MIN_DPI <= value <= MAX_DPI:
         raise InvalidRequest(f"{name} must be between {MIN_DPI} and {MAX_DPI}, got {value}", param=name)
     return value
-
-
-def format_pages(ranges: PageRanges) -> str:
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
