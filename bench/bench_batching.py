@@ -114,7 +114,7 @@ def build_service(args: argparse.Namespace, max_batch: int) -> OcrService:
         settings = Settings(device=args.device, max_batch_size=max_batch, max_new_tokens=8192)
         family, device = full_size_family(args.full_size, args.device)
         if str(device).startswith("cuda"):
-            experts.probe_and_install(family.model)  # as loading does (ocr/runtime.py)
+            experts.probe_and_install(family.model, decode_mask=family.decode_mask)  # as loading does (ocr/runtime.py)
         config = EngineConfig(max_batch_size=max_batch, max_batch_tokens=10**7, max_queue=10**4, request_timeout=3600,
                               max_prefill_batch=args.prefill_batch or 4, prefill_workers=args.prefill_workers or 1)
         engine = Engine(family, device, config=config)

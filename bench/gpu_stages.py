@@ -100,7 +100,7 @@ def experts_plan(ctx: dict[str, Any]) -> dict[str, Any]:
 
     if not str(ctx["device"]).startswith("cuda"):
         return {"skipped": "no CUDA: the server probes experts on CUDA only"}
-    plan = experts.probe_and_install(ctx["family"].model)
+    plan = experts.probe_and_install(ctx["family"].model, decode_mask=ctx["family"].decode_mask)
     return {"plan": None} if plan is None else {"plan": plan.describe(), "results": plan.results}
 
 

@@ -8,8 +8,10 @@ for some compute capabilities and silently falls back elsewhere (a host sync and
 experts that were hit (a host sync per layer). So we register one dispatcher, ``ocr_phase``, that picks by the
 number of token-expert rows in the call: decode batches are small, prefills are large. The plan comes from
 ``probe``: on the model's own first experts layer (real weights, real layout, transposed or not) it runs each
-candidate at 6 / 48 / 192 / 6,000 rows, compares against a per-expert float32 reference, times the correct
-ones on the device, and keeps the fastest per size. The chosen plan is logged.
+candidate at 6 / 48 / 192 / 6,000 rows and compares against a per-expert float32 reference; the correct ones are
+timed, and the fastest per size kept. Decode sizes are timed inside whole decode forwards of the model with the
+candidate in every experts layer (``experts_forward``), since a host sync that looks cheap alone stalls a forward;
+prefill sizes alone on the layer. The timings and the chosen plan are logged.
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from predictor.engine import experts_dense
+from predictor.engine import experts_dense, experts_forward
 
 log = logging.getLogger(__name__)
 
 SIZES = (6, 48, 192, 6000)
 NAME = "ocr_phase"
 BATCHED_MM_LIMIT_BYTES = 1 << 30  # never let batched_mm gather more than 1 GiB of expert weights in one call
+FORWARD_TOKENS = 256  # a call of at most this many tokens is a decode batch's: timed inside whole decode forwards
+FORWARD_REPEATS = 5  # forwards per candidate and size, after one warm-up
 
 
 @dataclass
@@ -44,6 +49,15 @@ class Plan:
 
     def describe(self) -> str:
         return ", ".join(f"<={b} rows: {self.choice[b]}" for b in sorted(self.choice))
+
+    def timings(self) -> str:
+        """Per size, how it was timed and each correct candidate's milliseconds (what the choice rests on)."""
+        parts = []
+        for rows in sorted(self.results):
+            timed = {r.get("timed") for r in self.results[rows].values()} - {None}
+            times = " ".join(f"{n}={r['ms']:.3f}" for n, r in self.results[rows].items() if "ms" in r)
+            parts.append(f"{rows} rows ({'/'.join(sorted(timed)) or 'untimed'}, ms): {times or 'none correct'}")
+        return "; ".join(parts)
 
 
 _PLAN: Plan | None = None
@@ -112,47 +126,95 @@ def _gathered_bytes(module: Any, rows: int) -> int:
 
 
 @torch.inference_mode()
-def probe(model: Any, sizes: tuple[int, ...] = SIZES, top_k: int | None = None) -> Plan | None:
-    """Measure each candidate at each size on this device; None when the model has no dispatchable experts."""
+def probe(model: Any, sizes: tuple[int, ...] = SIZES, top_k: int | None = None,
+          decode_mask: Callable[[Any], Any] | None = None) -> Plan | None:
+    """Measure each candidate at each size on this device; None when the model has no dispatchable experts.
+
+    ``decode_mask``: the family's (``ModelFamily.decode_mask``), for the decode forwards the small sizes are timed in.
+    """
     module = find_experts(model)
     if module is None:
         return None
     text_config = getattr(model.config, "text_config", model.config)
     top_k = top_k or int(getattr(text_config, "num_experts_per_tok", 6))
-    tolerance = 1e-3 if module.gate_up_proj.dtype == torch.float32 else 3e-2
     generator = torch.Generator().manual_seed(0)
+    candidates = _candidates()
     plan = Plan({})
     for rows in sizes:
         hidden, index, weights = _inputs(module, rows, top_k, generator)
-        expected = reference(module, hidden, index, weights)
-        scale = expected.abs().max().item() + 1e-6
-        results: dict[str, Any] = {}
-        for name, fn in _candidates().items():
-            if name == "batched_mm" and _gathered_bytes(module, index.numel()) > BATCHED_MM_LIMIT_BYTES:
-                results[name] = {"skipped": "would gather more than 1 GiB of weights"}
-                continue
-            if name == experts_dense.NAME and not experts_dense.fits(module, hidden.shape[0]):
-                results[name] = {"skipped": "all-experts activations past experts_dense.LIMIT_BYTES"}
-                continue
-            try:
-                got = fn(module, hidden, index, weights)
-                error = (got.float() - expected).abs().max().item() / scale
-                seconds = _time(fn, (module, hidden, index, weights), hidden.device)
-            except Exception as exc:  # noqa: BLE001 - a candidate that fails is simply not chosen
-                results[name] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
-                continue
-            results[name] = {"rel_error": error, "ok": error <= tolerance, "ms": seconds * 1e3}
-        good = {n: r["ms"] for n, r in results.items() if r.get("ok")}
+        results = _check(module, candidates, hidden, index, weights)
+        tokens = hidden.shape[0]
+        if tokens <= FORWARD_TOKENS:
+            _time_in_forwards(model, candidates, results, (module, hidden, index, weights), generator, decode_mask)
+        else:
+            # A prefill-sized call is dominated by its GEMMs (hundreds of rows per expert): a host sync more or less
+            # per layer is noise beside them, and a forward at this size would cost a prefill-sized batch at start-up.
+            _time_alone(candidates, results, (module, hidden, index, weights))
+        good = {n: r["ms"] for n, r in results.items() if r.get("ok") and "ms" in r}
         plan.results[rows] = results
         plan.choice[rows] = min(good, key=good.__getitem__) if good else "eager"
     return plan
 
 
-def probe_and_install(model: Any, sizes: tuple[int, ...] = SIZES) -> Plan | None:
+def _check(module: Any, candidates: dict[str, Any], hidden: torch.Tensor, index: torch.Tensor,
+           weights: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """Each candidate's result on one layer against the float32 reference (``ok`` within tolerance), or why not."""
+    expected = reference(module, hidden, index, weights)
+    scale = expected.abs().max().item() + 1e-6
+    tolerance = 1e-3 if module.gate_up_proj.dtype == torch.float32 else 3e-2
+    results: dict[str, dict[str, Any]] = {}
+    for name, fn in candidates.items():
+        if name == "batched_mm" and _gathered_bytes(module, index.numel()) > BATCHED_MM_LIMIT_BYTES:
+            results[name] = {"skipped": "would gather more than 1 GiB of weights"}
+        elif name == experts_dense.NAME and not experts_dense.fits(module, hidden.shape[0]):
+            results[name] = {"skipped": "all-experts activations past experts_dense.LIMIT_BYTES"}
+        else:
+            try:
+                error = (fn(module, hidden, index, weights).float() - expected).abs().max().item() / scale
+            except Exception as exc:  # noqa: BLE001 - a candidate that fails is simply not chosen
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+                continue
+            results[name] = {"rel_error": error, "ok": error <= tolerance}
+    return results
+
+
+def _time_in_forwards(model: Any, candidates: dict[str, Any], results: dict[str, dict[str, Any]],
+                      args: tuple[Any, ...], generator: torch.Generator,
+                      decode_mask: Callable[[Any], Any] | None) -> None:
+    """Each correct candidate's time per whole decode forward of as many rows as ``args`` has tokens
+    (``experts_forward``)."""
+    tokens = args[1].shape[0]
+    try:
+        batch = experts_forward.decode_batch(model, tokens, generator, candidates["eager"], decode_mask)
+    except Exception as exc:  # noqa: BLE001 - timing alone still ranks the candidates; the log says why
+        log.warning("experts probe: no decode forward at %d rows (%s: %s); timing each candidate alone", tokens,
+                    type(exc).__name__, exc)
+        _time_alone(candidates, results, args)
+        return
+    for name, result in results.items():
+        if not result.get("ok"):
+            continue
+        try:
+            seconds = experts_forward.time_forwards(batch, candidates[name], FORWARD_REPEATS)
+        except Exception as exc:  # noqa: BLE001 - right alone but failing in a forward: not chosen
+            result.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:200])
+            continue
+        result.update(ms=seconds * 1e3, timed="forward")
+
+
+def _time_alone(candidates: dict[str, Any], results: dict[str, dict[str, Any]], args: tuple[Any, ...]) -> None:
+    for name, result in results.items():
+        if result.get("ok"):
+            result.update(ms=_time(candidates[name], args, args[1].device) * 1e3, timed="alone")
+
+
+def probe_and_install(model: Any, sizes: tuple[int, ...] = SIZES,
+                      decode_mask: Callable[[Any], Any] | None = None) -> Plan | None:
     """Measure, then route the model's experts through the plan: done once, by loading (``load_runtime``), and by
     ``bench/gpu_check.py``. None when the model has no dispatchable experts."""
-    plan = probe(model, sizes)
+    plan = probe(model, sizes, decode_mask=decode_mask)
     if plan is not None:
+        log.info("MoE experts probe: %s", plan.timings())
         install(model, plan)
     return plan
 

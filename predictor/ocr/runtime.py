@@ -82,7 +82,8 @@ def load_runtime(settings: Settings) -> Runtime:
     family.load(path, LoadSettings(hardware.device, hardware.dtype, hardware.attn_implementation,
                                    hardware.experts_implementation), config)
     # model surgery belongs to loading: measured once on the device, before the engine runs a forward
-    plan = experts.probe_and_install(family.model) if hardware.device.startswith("cuda") else None
+    plan = (experts.probe_and_install(family.model, decode_mask=family.decode_mask)
+            if hardware.device.startswith("cuda") else None)
     engine = Engine(family, hardware.device, config=engine_config(settings, hardware))
     engine.start()
     in_prefill = hardware.max_prefill_batch * hardware.prefill_workers
