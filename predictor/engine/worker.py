@@ -201,7 +201,8 @@ class Worker(FailurePolicy):
             per_row = min(self.max_context + 1, budget // size)
             per_row = max(per_row // COLUMN_CHUNK * COLUMN_CHUNK, min(COLUMN_CHUNK, self.max_context + 1))
             self.batch = SlotCache(like, size, per_row)
-            log.info("KV cache: %d slots x %d positions", self.batch.slot_capacity, self.batch.columns)
+            log.info("KV cache: %d slots x %d positions, attended span in buckets of %d", self.batch.slot_capacity,
+                     self.batch.columns, self.batch.span_bucket)
         if self.batch.ensure(rows, columns, self.config.max_batch_tokens):
             log.info("KV cache regrown: %d slots x %d positions", self.batch.slot_capacity, self.batch.columns)
 
