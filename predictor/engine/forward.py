@@ -6,11 +6,11 @@ That is the shape a captured CUDA graph replays (graphs.py); on CPU it is an eng
 (``EngineConfig.padded_decode``) so that tests prove it gives today's tokens.
 
 Why a padding row is harmless: each row's forward reads only its own slot (attention is per row, MoE routing per
-token); a free slot a row left is reset to write column 0, position 0, token 0 before it pads (``SlotCache._reset_stale``), so a padding row
-writes column 0 of its own free slot, which a joining row overwrites, and never indexes past the cache or the
-model's position tables; its mask row is whatever the slot held (finite: the mask uses the dtype's minimum, not
--inf), and the write index and mask of live rows are the only ones a step advances (``SlotCache.end_step``).
-Sampling stays outside: only the first ``n`` rows' logits are returned.
+token); a free slot that a departed row left is reset to write column 0, position 0, token 0 before it pads
+(``SlotCache._reset_stale``), so a padding row writes column 0 of its own free slot, which a joining row
+overwrites, and never indexes past the cache or the model's position tables; its mask row is whatever the slot
+held (finite: the mask uses the dtype's minimum, not -inf); only live rows' mask columns open and write columns
+advance (``SlotCache.begin_step``/``end_step``). Sampling stays outside: only the first ``n`` rows' logits are returned.
 """
 
 from __future__ import annotations

@@ -155,6 +155,7 @@ def _try_graphs(worker: Any) -> tuple[Any, str | None, str]:
         torch.cuda.synchronize(device)
 
 
+@torch.inference_mode()
 def warm_up(worker: Any) -> list[Any]:
     """Prefill blank pages through the worker's own prefiller and allocate its slot cache (at the budget, as the
     first join would); returns the prefilled outcomes, joined into the cache."""
@@ -199,6 +200,7 @@ def run_steps(forward: EagerForward, batch: SlotCache, steps: int,
     return logits
 
 
+@torch.inference_mode()
 def self_check(worker: Any, outcomes: list[Any], reference: EagerForward,
                candidate: EagerForward) -> tuple[str | None, float]:
     """Decode the warm-up rows with ``reference``, then again with ``candidate`` fed the reference's tokens."""

@@ -74,7 +74,11 @@ class Worker(FailurePolicy):
     def start(self) -> None:
         """Choose the decode forward (with ``cuda_graphs`` on or auto on CUDA: warm up, capture and self-check
         first, so start-up fails or falls back before anything is served), then start the loop."""
-        self.forward, self.graphs = graph_setup.choose(self)
+        try:
+            self.forward, self.graphs = graph_setup.choose(self)
+        except BaseException:
+            self.prefiller.shutdown()
+            raise
         self.thread.start()
 
     def stop(self) -> None:
