@@ -54,13 +54,13 @@ def decide(setting: str, failure: str | None, detail: str = "") -> Decision:
     if setting not in CHOICES:
         raise ValueError(f"cuda_graphs must be one of {', '.join(CHOICES)}")
     if setting == "off":
-        return Decision(False, "off (--cuda_graphs off): eager decode")
+        return Decision(False, "off (--cuda_graphs off)")
     if failure is None:
         return Decision(True, f"on ({setting}): {detail}" if detail else f"on ({setting})")
     if setting == "on":
         raise LoadError(f"--cuda_graphs on: decode CUDA graphs cannot be used: {failure}. Start with "
                         "--cuda_graphs auto (eager decode when a check fails) or --cuda_graphs off")
-    return Decision(False, f"off (auto): {failure}; eager decode")
+    return Decision(False, f"off (auto): {failure}")
 
 
 def tolerance(dtype: Any) -> float:

@@ -28,7 +28,7 @@ def test_flag_parses_reaches_the_engine_and_refuses_unknown_values():
 
 
 def test_decide():
-    assert graph_setup.decide("off", "anything") == graph_setup.Decision(False, "off (--cuda_graphs off): eager decode")
+    assert graph_setup.decide("off", "anything") == graph_setup.Decision(False, "off (--cuda_graphs off)")
     on = graph_setup.decide("auto", None, "12 graphs")
     assert on.on and on.reason == "on (auto): 12 graphs"
     off = graph_setup.decide("auto", "device is cpu")
@@ -73,7 +73,7 @@ def test_without_cuda_auto_is_off_and_on_stops_start_up(family):
     engine.start()
     try:
         assert engine.worker.graphs == graph_setup.Decision(
-            False, "off (auto): device is cpu (CUDA graphs need a CUDA device); eager decode")
+            False, "off (auto): device is cpu (CUDA graphs need a CUDA device)")
         assert type(engine.worker.forward) is EagerForward and engine.worker.batch is None  # nothing warmed up
     finally:
         engine.stop()
