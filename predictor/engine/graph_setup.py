@@ -140,6 +140,8 @@ def _try_graphs(worker: Any) -> tuple[Any, str | None, str]:
                 return graphs, failure, ""
             graphs.capture(batch, spans)
             failure, worst = self_check(worker, outcomes, EagerForward(worker.model, worker.family), graphs)
+            if failure is None and graphs.replays != STEPS:
+                failure = f"{graphs.replays} of {STEPS} steps ran from a graph (a shape was not captured)"
             if failure is not None:
                 return graphs, f"self-check against eager decode failed: {failure}", ""
             budget = _count_in_budget(worker, graphs.pinned_bytes)

@@ -44,6 +44,7 @@ class GraphForward(PaddedForward):
         self.logits: torch.Tensor | None = None  # [largest bucket, vocab]: every graph's output
         self.pinned_bytes = 0
         self.seconds = 0.0
+        self.replays = 0  # steps run from a graph (the self-check makes sure it tested graphs, not the fallback)
 
     def __call__(self, batch: SlotCache) -> torch.Tensor:
         n = batch.rows
@@ -52,6 +53,7 @@ class GraphForward(PaddedForward):
         if graph is None or self.logits is None:  # a shape not captured: the same forward, eagerly
             return run_forward(self.model, self.family, batch, mask)[:n].float()
         graph.replay()
+        self.replays += 1
         return self.logits[:n].float()
 
     def after_regrow(self, batch: SlotCache) -> EagerForward:
@@ -100,6 +102,7 @@ class GraphForward(PaddedForward):
                 self.logits[:width].copy_(run_forward(self.model, self.family, batch, mask))
             self.graphs[(width, span)] = graph
         torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()  # the warm-ups' cached blocks are not the graphs' (their pool stays)
         self.seconds = time.perf_counter() - started
         self.pinned_bytes = max(free - torch.cuda.mem_get_info(device)[0],
                                 torch.cuda.memory_reserved(device) - reserved, 0)
