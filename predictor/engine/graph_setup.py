@@ -135,7 +135,8 @@ def _try_graphs(worker: Any) -> tuple[Any, str | None, str]:
             batch = worker.batch
             graphs = GraphForward(worker.model, worker.family, worker.config.max_batch_size, batch)
             spans = span_buckets(batch.columns, batch.span_bucket)
-            failure = sync_free(worker.model, worker.family, batch, graphs.buckets, spans[0])
+            widths = tuple(w for w in graphs.buckets if w <= batch.slot_capacity)
+            failure = sync_free(worker.model, worker.family, batch, widths, spans[0])
             if failure is not None:
                 return graphs, failure, ""
             graphs.capture(batch, spans)
@@ -149,7 +150,7 @@ def _try_graphs(worker: Any) -> tuple[Any, str | None, str]:
                                   f"{len(outcomes)} rows x {STEPS} steps, max logit error {worst:.2g} of scale, "
                                   "same greedy tokens")
     except Exception as exc:  # noqa: BLE001 - any failure of this optional path means graphs off, with the reason
-        log.debug("CUDA graph set-up failed", exc_info=True)
+        log.warning("CUDA graph set-up failed", exc_info=True)
         return graphs, f"set-up failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}", ""
     finally:
         if worker.batch is not None:
