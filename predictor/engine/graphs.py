@@ -98,7 +98,8 @@ class GraphForward(PaddedForward):
                 self.logits = torch.empty(max(self.buckets), logits.shape[-1], dtype=logits.dtype, device=device)
             del logits
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
+            # thread_local: only this thread's unsafe calls break the capture, not another thread's allocation
+            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
                 self.logits[:width].copy_(run_forward(self.model, self.family, batch, mask))
             self.graphs[(width, span)] = graph
         torch.cuda.synchronize(device)

@@ -12,6 +12,8 @@ from predictor.engine.config import EngineConfig
 from predictor.engine.engine import Engine
 from predictor.engine.forward import EagerForward, PaddedForward
 from predictor.errors import LoadError
+from predictor.families.base import LoadSettings
+from predictor.families.v1.family import DeepseekOcrV1Family
 from predictor.ocr.hardware import choose_hardware
 from predictor.ocr.runtime import engine_config
 from tests.engine_rows import TEST_LIMITS
@@ -94,7 +96,12 @@ class _ShiftedPositions(PaddedForward):
             batch.position[:batch.rows] -= 1
 
 
-def test_self_check_passes_the_padded_forward_and_catches_a_wrong_one(family):
+@pytest.mark.parametrize("which", ["v1", "v2"])
+def test_self_check_passes_the_padded_forward_and_catches_a_wrong_one(which, tiny_v1_dir, tiny_v2_family):
+    family = tiny_v2_family
+    if which == "v1":
+        family = DeepseekOcrV1Family()
+        family.load(tiny_v1_dir, LoadSettings("cpu", torch.float32, "sdpa", None))
     engine = Engine(family, "cpu", config=EngineConfig(**{**TEST_LIMITS, "max_batch_size": 8}))
     worker = engine.worker
     try:
