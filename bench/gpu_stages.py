@@ -82,15 +82,30 @@ def decode_attention(ctx: dict[str, Any]) -> dict[str, Any]:
 
 # ---- the engine ------------------------------------------------------------------------------------------------
 
-def make_engine(family: Any, device: str, rows: int) -> Any:
+def make_engine(family: Any, device: str, rows: int, graphs: str = "off") -> Any:
+    """A started engine; ``graphs``: off (eager), auto (CUDA graphs where their checks pass, graph_setup.py) or
+    padded (the padded-bucketed forward graphs replay, run eagerly: what CPU can run of the graph path)."""
     from predictor.engine.config import EngineConfig
     from predictor.engine.engine import Engine
 
     config = EngineConfig(max_batch_size=rows, max_batch_tokens=rows * 4096, max_queue=10**4,
-                          request_timeout=3600, max_prefill_batch=4)
+                          request_timeout=3600, max_prefill_batch=4, padded_decode=graphs == "padded",
+                          cuda_graphs="off" if graphs == "padded" else graphs)
     engine = Engine(family, device, config=config)
     engine.start()
     return engine
+
+
+def decode_used(engine: Any) -> str:
+    """The start-up decision on CUDA graphs and the forward the engine runs (graph_setup.py)."""
+    return f"{engine.worker.graphs.reason}; forward: {engine.worker.forward.describe()}"
+
+
+def graph_setting(device: str) -> tuple[str, str]:
+    """The engine setting for "graphs on" on this device, and what it runs."""
+    if device.startswith("cuda"):
+        return "auto", "CUDA graphs where the start-up checks pass (see decode)"
+    return "padded", f"CUDA graphs unavailable on {device}: the padded-bucketed forward they replay, run eagerly"
 
 
 def experts_plan(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -136,27 +151,33 @@ def generate(engine: Any, prepared: list[Any], tokens: int, concurrency: int) ->
 
 
 def throughput(ctx: dict[str, Any]) -> dict[str, Any]:
-    """c=1 and c=N x T tokens with cuDNN attention off and on, after a warm-up at the full batch."""
+    """c=1 and c=N x T tokens, eager with cuDNN attention off and on, and with CUDA graphs (cuDNN off, the
+    server's default), each engine warmed up at the full batch first."""
     family, device, tiny = ctx["family"], ctx["device"], ctx["tiny"]
     rows, tokens = (2, 4) if tiny else (32, 512)
     pages = prompts(family, rows)
-    out: dict[str, Any] = {"graphs": "off only: CUDA graphs for decode are not built yet (issue 22 item 2)"}
-    settings = (False,) if not device.startswith("cuda") else (False, True)
-    engine = make_engine(family, device, rows)
-    try:
-        for cudnn in settings:
-            if device.startswith("cuda"):
-                torch.backends.cuda.enable_cudnn_sdp(cudnn)
+    cuda = device.startswith("cuda")
+    graphs, graphs_note = graph_setting(device)
+    runs = [("cudnn_off", False, "off"), ("cudnn_on", True, "off")] if cuda else [("cudnn_off", False, "off")]
+    out: dict[str, Any] = {}
+    for key, cudnn, setting in [*runs, ("graphs_on", False, graphs)]:
+        if cuda:
+            torch.backends.cuda.enable_cudnn_sdp(cudnn)  # before the engine: graphs capture the backend in use
+        engine = make_engine(family, device, rows, setting)
+        try:
             generate(engine, pages, 8 if not tiny else 2, rows)  # warm-up at the full batch: first-touch costs
-            key = "cudnn_on" if cudnn else "cudnn_off"
             c1 = generate(engine, pages[:1], tokens, 1)
             cn = generate(engine, pages, tokens, rows)
-            out[key] = {"c1": _strip(c1), f"c{rows}": _strip(cn),
+            out[key] = {"c1": _strip(c1), f"c{rows}": _strip(cn), "decode": decode_used(engine),
                         f"speedup_c{rows}_over_c1": round(cn["tokens_per_s"] / c1["tokens_per_s"], 2)}
-    finally:
-        engine.stop()
-        if device.startswith("cuda"):
-            torch.backends.cuda.enable_cudnn_sdp(False)
+        finally:
+            engine.stop()
+            if cuda:
+                torch.backends.cuda.enable_cudnn_sdp(False)
+    out["graphs_on"]["runs"] = graphs_note
+    for c in ("c1", f"c{rows}"):
+        out[f"graphs_over_eager_{c}"] = round(out["graphs_on"][c]["tokens_per_s"] /
+                                              out["cudnn_off"][c]["tokens_per_s"], 2)
     return out
 
 
@@ -203,7 +224,7 @@ def host_syncs(ctx: dict[str, Any]) -> dict[str, Any]:
     worker, step, profiled = engine.worker, engine.worker._step, {}
 
     def wrapped() -> None:
-        if worker.steps == 6 and not profiled:
+        if worker.stats.steps == 6 and not profiled:
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                 step()
             events = prof.key_averages()
@@ -224,4 +245,23 @@ def host_syncs(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def graph_identity(ctx: dict[str, Any]) -> dict[str, Any]:
-    return {"status": "not run: CUDA graphs for decode are not built yet (issue 22 item 2)"}
+    """Greedy tokens of the same pages decoded with graphs on (graph_setting) and eager, at a batch that pads
+    (5 rows run as 8): identical or not, per request, with the first step that differs."""
+    family, device, tiny = ctx["family"], ctx["device"], ctx["tiny"]
+    rows, tokens = (5, 6) if tiny else (5, 128)
+    pages = prompts(family, rows)
+    graphs, note = graph_setting(device)
+    ids, decode = {}, {}
+    for setting in (graphs, "off"):
+        engine = make_engine(family, device, 8, setting)
+        try:
+            ids[setting] = generate(engine, pages, tokens, rows)["token_ids"]
+            decode[setting] = decode_used(engine)
+        finally:
+            engine.stop()
+    pairs = list(zip(ids[graphs], ids["off"], strict=True))
+    differ = [next((i for i, (a, b) in enumerate(zip(g, e, strict=False)) if a != b), min(len(g), len(e)))
+              for g, e in pairs if g != e]
+    return {"runs": note, "decode_with_graphs": decode[graphs], "rows": rows, "tokens": tokens,
+            "identical": not differ, "requests_identical": len(pairs) - len(differ),
+            "first_differing_step": differ}

@@ -54,6 +54,7 @@ class Settings:
     attn_implementation: str = "auto"
     experts_implementation: str = "auto"
     sdpa_cudnn: str = "auto"
+    cuda_graphs: str = "auto"
     max_new_tokens: int = 8192
     default_max_tokens: int = 4096
     max_batch_size: int = 8
@@ -156,6 +157,7 @@ _CHOICES = {
     "attn_implementation": ("auto", "sdpa", "eager"),
     "experts_implementation": ("auto", "grouped_mm", "batched_mm", "eager"),
     "sdpa_cudnn": ("auto", "on", "off"),
+    "cuda_graphs": ("auto", "on", "off"),
 }
 _HELP = {
     "model_name": "name in KServe and OpenAI routes",
@@ -168,6 +170,9 @@ _HELP = {
     "dtype": "auto = bfloat16 on CUDA, float32 on CPU",
     "sdpa_cudnn": "cuDNN attention in SDPA (CUDA): auto = off (its plans are built per exact shape; "
                   "docs/PERFORMANCE.md), on = torch's own choice; the backend each phase uses is logged at start-up",
+    "cuda_graphs": "decode from CUDA graphs captured at start-up: auto = on only where the decode forward is "
+                   "sync-free and a self-check matches eager decode (else off, reason logged), on = the same checks "
+                   "but a failure stops start-up, off = eager decode",
     "max_new_tokens": "hard cap on generated tokens per request",
     "default_max_tokens": "generated tokens when a request does not say",
     "max_batch_size": "rows decoded together in one step",

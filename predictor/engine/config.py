@@ -14,6 +14,8 @@ class EngineConfig:
     max_prefill_batch: int = 1  # requests prefilled in one forward
     prefill_workers: int = 1  # prefills running at once beside the decode loop
     stall_after: float = 120.0  # seconds without a loop tick, with work waiting, before health turns red
+    cuda_graphs: str = "off"  # auto | on | off: decode CUDA graphs (engine/graph_setup.py); the server: auto
+    padded_decode: bool = False  # eager decode padded to batch buckets, as graphs replay it (tests; CPU)
 
     @property
     def capacity(self) -> int:

@@ -57,7 +57,7 @@ class SlotLayer(CacheLayerMixin):
         # one column per row, each at its own position: an in-place scatter, no concatenation
         self.keys[rows, :, cols] = key_states[:, :, -1]
         self.values[rows, :, cols] = value_states[:, :, -1]
-        return self.keys[:o.rows, :, :o.span], self.values[:o.rows, :, :o.span]
+        return self.keys[:o.width, :, :o.span], self.values[:o.width, :, :o.span]
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.owner.span, 0
@@ -83,8 +83,10 @@ class SlotCache(Cache):
     def __init__(self, like: Any, slots: int, columns: int):
         """``like``: a prefill cache whose layers show the dtype, device, heads and head sizes to allocate."""
         self.rows = 0
+        self.width = 0  # rows the step's forward covers: ``rows``, or more with hidden padding rows (forward.py)
         self.span = 0
         self.lengths: list[int] = []  # host mirror of each live row's next write column
+        self.stale: set[int] = set()  # free slots still holding a departed row's write column, position and token
         self.step_index: tuple[torch.Tensor, torch.Tensor] = (torch.empty(0), torch.empty(0))
         self._layout = [(layer.keys.shape[1], layer.keys.shape[3], layer.values.shape[3]) for layer in like.layers]
         first = like.layers[0].keys
@@ -150,6 +152,7 @@ class SlotCache(Cache):
             for key in ("write", "position", "next_ids"):
                 state[key][:n].copy_(getattr(self, key)[:n])
         self._commit(layers, state)
+        self.stale = set()  # the new buffers' free slots are zeros
         return True
 
     def _grown_shape(self, slots: int, columns: int, budget: int) -> tuple[int, int]:
@@ -179,6 +182,7 @@ class SlotCache(Cache):
         self.position[start:stop].copy_(torch.tensor(positions, dtype=torch.long), non_blocking=True)
         self.next_ids[start:stop].copy_(first_ids)
         self.lengths.extend([length] * g)
+        self.stale.difference_update(range(start, stop))
         self.rows = stop
 
     def remove(self, gone: list[int]) -> list[int]:
@@ -191,8 +195,20 @@ class SlotCache(Cache):
                 order[hole] = order[last]
             order.pop()
             self.lengths.pop()
+        self.stale.update(range(len(order), self.rows))
         self.rows = len(order)
         return order
+
+    def _reset_stale(self, start: int, stop: int) -> None:
+        """Put the free slots ``start..stop-1`` a padded step runs (forward.py) in the state a padding row may run
+        from, where a row that left kept its own: the row then writes column 0 (which a joining row overwrites) at
+        position 0 with token 0, never a stale column, nor a position past the model's tables."""
+        stale = [slot for slot in self.stale if start <= slot < stop]
+        if stale:
+            low, high = min(stale), max(stale) + 1
+            for t in (self.write, self.position, self.next_ids):
+                t[low:high].zero_()
+            self.stale.difference_update(range(low, high))
 
     def _move(self, src: int, dst: int) -> None:
         used = self.lengths[src]
@@ -212,19 +228,35 @@ class SlotCache(Cache):
             layer.values[slot].zero_()
 
     def clear(self) -> None:
+        self.stale.update(range(self.rows))
         self.rows = 0
         self.lengths = []
 
     # ---- one decode step ---------------------------------------------------------------------------------------
 
-    def begin_step(self) -> torch.Tensor:
-        """Mark each row's new column visible; return the ``[rows, 1, 1, span]`` additive mask view for the step."""
+    def begin_step(self, width: int | None = None) -> torch.Tensor:
+        """Mark each row's new column visible; return the ``[width, 1, 1, span]`` additive mask view for the step.
+
+        ``width`` (default ``rows``): the rows the forward covers; slots ``rows..width-1`` are free slots run as
+        hidden padding rows (their mask is left as it is, their outputs are discarded)."""
         n = self.rows
-        self.span = bucketed_span(max(self.lengths) + 1, self.span_bucket, self.columns)
-        rows, cols = self.arange[:n], self.write[:n]
-        self.step_index = (rows, cols)
+        span = bucketed_span(max(self.lengths) + 1, self.span_bucket, self.columns)
+        width = n if width is None else width
+        if width > n:
+            self._reset_stale(n, width)
+        mask = self.frame(width, span)
+        rows, cols = self.step_index if width == n else (self.arange[:n], self.write[:n])
         self.mask[rows, cols] = 0.0
-        return self.mask[:n, None, None, :self.span]
+        return mask
+
+    def frame(self, width: int, span: int) -> torch.Tensor:
+        """Set the forward's shape (``width`` slots x ``span`` columns) and its write index; the mask view to pass.
+        Every tensor the forward reads is a view of the persistent buffers, so a captured CUDA graph (graphs.py)
+        replays on their current values."""
+        assert width <= self.slot_capacity and span <= self.columns
+        self.width, self.span = width, span
+        self.step_index = (self.arange[:width], self.write[:width])
+        return self.mask[:width, None, None, :span]
 
     def end_step(self) -> None:
         n = self.rows

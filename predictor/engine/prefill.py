@@ -22,11 +22,14 @@ from predictor.families.base import PreparedPrompt
 
 _TOKEN_KEYS = ("input_ids", "attention_mask")
 
-# Prefills run side by side only while their image tensors together stay within this many floats: two one-view pages
-# (a 1024x1024 global view each, 3.1 M values) may, a page with tiles (a letter page in v2: 13.8 M values) goes
-# alone. A vision-encoder pass's activations grow with its views (measured on CPU, tiny v2: +260 MB for one view,
-# +500 MB for a letter page), so this keeps a burst of large pages to one pass's peak memory.
-PARALLEL_IMAGE_VALUES = 8_000_000
+# Prefills run side by side only while their image tensors together stay within this many floats: a one-view page
+# (a 1024x1024 global view: 3.1 M values) may run beside a page with tiles (a letter page: 10.5 M in v1 gundam,
+# 13.8 M in v2) or beside other one-view pages; two pages with tiles never pair up. A vision-encoder pass's
+# activations grow with its views (measured on CPU, tiny v2: +260 MB for one view, +500 MB for a letter page), so a
+# burst of large pages keeps one tiled pass's peak, plus at most one view. Letting the one-view page in is what keeps
+# a single page sent during a long PDF from waiting for the PDF page being encoded (issue 24: head-of-line,
+# bench/bench_fairness.py).
+PARALLEL_IMAGE_VALUES = 17_500_000
 
 
 def image_values(prepared: PreparedPrompt) -> int:

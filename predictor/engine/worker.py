@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 
-from predictor.engine import metrics, sampler
+from predictor.engine import graph_setup, metrics, sampler
 from predictor.engine import rows as rowlib
 from predictor.engine.config import EngineConfig
 from predictor.engine.failures import FailurePolicy, stopping
+from predictor.engine.forward import EagerForward
 from predictor.engine.health import Heartbeat
 from predictor.engine.kv import COLUMN_CHUNK, SlotCache
 from predictor.engine.ngram import table_token_ids
@@ -60,6 +61,9 @@ class Worker(FailurePolicy):
         self._stop = threading.Event()
         self._submit_lock = threading.Lock()  # a request is either in the inbox before stop, or refused at once
         self.thread = threading.Thread(target=self._run, name="ocr-engine", daemon=True)
+        # the decode forward (engine/forward.py), chosen at start-up: eager, padded, or CUDA graphs (graph_setup.py)
+        self.forward: EagerForward = graph_setup.eager_forward(self.model, family, config)
+        self.graphs = graph_setup.Decision(False, "not started")
 
     @property
     def waiting(self) -> Turns[GenerationRequest]:
@@ -68,6 +72,13 @@ class Worker(FailurePolicy):
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Choose the decode forward (with ``cuda_graphs`` on or auto on CUDA: warm up, capture and self-check
+        first, so start-up fails or falls back before anything is served), then start the loop."""
+        try:
+            self.forward, self.graphs = graph_setup.choose(self)
+        except BaseException:
+            self.prefiller.shutdown()
+            raise
         self.thread.start()
 
     def stop(self) -> None:
@@ -205,6 +216,7 @@ class Worker(FailurePolicy):
                      self.batch.columns, self.batch.span_bucket)
         if self.batch.ensure(rows, columns, self.config.max_batch_tokens):
             log.info("KV cache regrown: %d slots x %d positions", self.batch.slot_capacity, self.batch.columns)
+            self.forward = self.forward.after_regrow(self.batch)
 
     # ---- decode ------------------------------------------------------------------------------------------------
 
@@ -221,13 +233,10 @@ class Worker(FailurePolicy):
         t0 = time.perf_counter()
         events = self.stats.timer.events()
         try:
-            mask = batch.begin_step()
             f0 = time.perf_counter()
-            out = self.model(input_ids=batch.next_ids[:n, None], position_ids=batch.position[:n, None],
-                             attention_mask=self.family.decode_mask(mask), cache=batch, use_cache=True)
+            logits = self.forward(batch)  # begins the step: float32 [rows, vocab]
             forward_s = time.perf_counter() - f0
-            choice = sampler.choose(out.logits[:, -1].float(), [r.sampler for r in self.rows],
-                                    [r.generated for r in self.rows])
+            choice = sampler.choose(logits, [r.sampler for r in self.rows], [r.generated for r in self.rows])
             batch.next_ids[:n].copy_(choice.tokens)
             batch.end_step()  # only once the step fully succeeded: a failed step is redone at the same column
             if events is not None:

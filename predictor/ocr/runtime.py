@@ -85,7 +85,7 @@ def load_runtime(settings: Settings) -> Runtime:
     plan = (experts.probe_and_install(family.model, decode_mask=family.decode_mask)
             if hardware.device.startswith("cuda") else None)
     engine = Engine(family, hardware.device, config=engine_config(settings, hardware))
-    engine.start()
+    engine.start()  # with --cuda_graphs auto|on on CUDA: warm-up, capture and self-check first (logged there)
     in_prefill = hardware.max_prefill_batch * hardware.prefill_workers
     service = OcrService(settings, family, engine, in_prefill)
     return Runtime(settings, hardware, family, engine, service, plan)
@@ -94,4 +94,5 @@ def load_runtime(settings: Settings) -> Runtime:
 def engine_config(settings: Settings, hardware: Hardware) -> EngineConfig:
     return EngineConfig(max_batch_size=settings.max_batch_size, max_batch_tokens=settings.max_batch_tokens,
                         max_queue=settings.max_queue, request_timeout=settings.request_timeout,
-                        max_prefill_batch=hardware.max_prefill_batch, prefill_workers=hardware.prefill_workers)
+                        max_prefill_batch=hardware.max_prefill_batch, prefill_workers=hardware.prefill_workers,
+                        cuda_graphs=settings.cuda_graphs)

@@ -33,6 +33,11 @@ def test_gpu_check_tiny_writes_every_stage_file(tmp_path):
     bench = stages["throughput"]["result"]["cudnn_off"]
     assert bench["c1"]["generated_tokens"] == 4 and bench["c2"]["generated_tokens"] == 8
     assert bench["speedup_c2_over_c1"] > 0
+    graphs = stages["throughput"]["result"]["graphs_on"]  # on CPU: the padded-bucketed path graphs replay
+    assert graphs["c2"]["generated_tokens"] == 8 and "unavailable on cpu" in graphs["runs"]
+    assert "forward: padded" in graphs["decode"] and stages["throughput"]["result"]["graphs_over_eager_c2"] > 0
+    identity = stages["graph_identity"]["result"]
+    assert identity["identical"] and identity["requests_identical"] == 5, identity
 
 
 def test_versions_name_the_wheel_to_carry(monkeypatch):
