@@ -78,7 +78,10 @@ def test_interrupt_then_resume_leaves_every_output_complete(server, tmp_path):
     inputs = make_images(tmp_path / "in", 16)
     out = tmp_path / "out"
     args = ("--url", server.url, "--max-tokens", "8", "--concurrency", "1", "-o", str(out), str(tmp_path / "in"))
-    process = subprocess.Popen(client_command(*args), stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the client: a test run started in the background of a shell without job
+    # control (`make test &`, nohup) inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+    process = subprocess.Popen(client_command(*args), stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(out.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
