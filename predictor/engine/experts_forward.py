@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from predictor.engine.forward import run_forward
 from predictor.engine.kv import COLUMN_CHUNK, SlotCache
 
 PROBE_KEY = "ocr_probe"  # registered only while a candidate is forced, then removed
@@ -31,13 +32,11 @@ class DecodeBatch:
 
     model: Any
     cache: SlotCache
-    mask: Any  # the decode step's attention_mask, as the family hands it to the model
-    rows: int
+    mask: torch.Tensor  # the step's additive mask view (``SlotCache.begin_step``)
+    decode_mask: Callable[[torch.Tensor], Any]  # the family's, as the engine passes it
 
     def forward(self) -> None:
-        n = self.rows
-        self.model(input_ids=self.cache.next_ids[:n, None], position_ids=self.cache.position[:n, None],
-                   attention_mask=self.mask, cache=self.cache, use_cache=True)
+        run_forward(self.model, self.decode_mask, self.cache, self.mask)  # the engine's own decode call
 
 
 def decode_batch(model: Any, rows: int, generator: torch.Generator, prefill_experts: Callable[..., torch.Tensor],
@@ -60,7 +59,7 @@ def decode_batch(model: Any, rows: int, generator: torch.Generator, prefill_expe
     cache = SlotCache(prefill, rows, COLUMN_CHUNK)
     cache.join(prefill, mask, [PROMPT] * rows, first)
     step_mask = cache.begin_step()
-    return DecodeBatch(model, cache, decode_mask(step_mask) if decode_mask else step_mask, rows)
+    return DecodeBatch(model, cache, step_mask, decode_mask or (lambda mask: mask))
 
 
 def _token_ids(model: Any, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:

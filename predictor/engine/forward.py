@@ -15,6 +15,7 @@ advance (``SlotCache.begin_step``/``end_step``). Sampling stays outside: only th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,12 +24,14 @@ from predictor.engine.buckets import batch_bucket, batch_buckets
 from predictor.engine.kv import SlotCache
 
 
-def run_forward(model: Any, family: Any, batch: SlotCache, mask: torch.Tensor) -> torch.Tensor:
+def run_forward(model: Any, decode_mask: Callable[[torch.Tensor], Any], batch: SlotCache,
+                mask: torch.Tensor) -> torch.Tensor:
     """The model over ``batch.width`` slots (shape set by ``begin_step``/``frame``): ``[width, vocab]`` logits of
-    the one new position, in the model's dtype."""
+    the one new position, in the model's dtype. ``decode_mask``: the family's (``ModelFamily.decode_mask``). The
+    engine's steps, the graphs and the experts probe (experts_forward.py) all run this one call."""
     width = batch.width
     out = model(input_ids=batch.next_ids[:width, None], position_ids=batch.position[:width, None],
-                attention_mask=family.decode_mask(mask), cache=batch, use_cache=True)
+                attention_mask=decode_mask(mask), cache=batch, use_cache=True)
     return out.logits[:, -1]
 
 
@@ -47,7 +50,7 @@ class EagerForward:
         """Begin the step and run it: float32 ``[rows, vocab]`` logits for the sampler (``end_step`` is the caller's,
         once the step fully succeeded)."""
         mask = batch.begin_step(self.width(batch))
-        logits = run_forward(self.model, self.family, batch, mask)
+        logits = run_forward(self.model, self.family.decode_mask, batch, mask)
         return (logits if batch.width == batch.rows else logits[:batch.rows]).float()
 
     def after_regrow(self, batch: SlotCache) -> EagerForward:

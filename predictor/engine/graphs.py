@@ -51,7 +51,7 @@ class GraphForward(PaddedForward):
         mask = batch.begin_step(self.width(batch))
         graph = self.graphs.get((batch.width, batch.span)) if batch.mask is self.buffers else None
         if graph is None or self.logits is None:  # a shape not captured: the same forward, eagerly
-            return run_forward(self.model, self.family, batch, mask)[:n].float()
+            return run_forward(self.model, self.family.decode_mask, batch, mask)[:n].float()
         graph.replay()
         self.replays += 1
         return self.logits[:n].float()
@@ -92,7 +92,7 @@ class GraphForward(PaddedForward):
             side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(side):  # warm-up before capture (lazy initialisation must not be captured)
                 for _ in range(3 if i == 0 else 1):
-                    logits = run_forward(self.model, self.family, batch, mask)
+                    logits = run_forward(self.model, self.family.decode_mask, batch, mask)
             torch.cuda.current_stream(device).wait_stream(side)
             if self.logits is None:
                 self.logits = torch.empty(max(self.buckets), logits.shape[-1], dtype=logits.dtype, device=device)
@@ -100,7 +100,7 @@ class GraphForward(PaddedForward):
             graph = torch.cuda.CUDAGraph()
             # thread_local: only this thread's unsafe calls break the capture, not another thread's allocation
             with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
-                self.logits[:width].copy_(run_forward(self.model, self.family, batch, mask))
+                self.logits[:width].copy_(run_forward(self.model, self.family.decode_mask, batch, mask))
             self.graphs[(width, span)] = graph
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()  # the warm-ups' cached blocks are not the graphs' (their pool stays)
@@ -117,11 +117,11 @@ def sync_free(model: Any, family: Any, batch: SlotCache, widths: tuple[int, ...]
     device = batch.device
     for width in widths:
         mask = batch.frame(width, span)
-        run_forward(model, family, batch, mask)  # first call: lazy initialisation may sync, legitimately
+        run_forward(model, family.decode_mask, batch, mask)  # first call: lazy initialisation may sync, legitimately
         torch.cuda.synchronize(device)
         torch.cuda.set_sync_debug_mode("error")
         try:
-            run_forward(model, family, batch, mask)
+            run_forward(model, family.decode_mask, batch, mask)
         except RuntimeError as exc:
             return f"the decode forward at {width} rows is not sync-free ({str(exc).splitlines()[0][:200]})"
         finally:
